@@ -1,0 +1,77 @@
+// Package pg holds the project's two ways of talking to PostgreSQL: Connect, which builds
+// a pool whose connections speak shopspring decimals, and InTx, which runs a function in
+// a transaction and retries it on serialization failures and deadlocks.
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	pgxdecimal "github.com/jackc/pgx-shopspring-decimal"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// MaxAttempts bounds how many times InTx runs a function that keeps failing on a
+// serialization failure or a deadlock.
+const MaxAttempts = 5
+
+// Connect opens a pool to url (a libpq connection string or URL) whose connections
+// encode and decode NUMERIC as decimal.Decimal. maxConns <= 0 keeps pgx's default.
+func Connect(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("database url: %w", err)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	cfg.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
+		pgxdecimal.Register(conn.TypeMap())
+		return nil
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	return pool, nil
+}
+
+// Retryable reports whether err is a serialization failure (40001) or a deadlock (40P01),
+// after which the whole transaction may be run again.
+func Retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "40001" || pgErr.Code == "40P01"
+	}
+	return false
+}
+
+// InTx runs fn in a transaction and commits it, running it again (up to MaxAttempts
+// times, with a short backoff) when the transaction fails on a serialization failure or
+// a deadlock. fn must not keep state across attempts. If fn returns an error the
+// transaction rolls back and the error is returned as is.
+func InTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
+	var err error
+	for attempt := 1; attempt <= MaxAttempts; attempt++ {
+		err = pgx.BeginFunc(ctx, pool, fn)
+		if err == nil || !Retryable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt*attempt) * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("gave up after %d attempts: %w", MaxAttempts, err)
+}

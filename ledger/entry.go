@@ -1,0 +1,219 @@
+package ledger
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// EntryKind says what business event an entry records.
+type EntryKind string
+
+// The kinds of journal entry.
+const (
+	EntryEarn               EntryKind = "earn"
+	EntryAward              EntryKind = "award"
+	EntryRedemption         EntryKind = "redemption"
+	EntryEarnReversal       EntryKind = "earn_reversal"
+	EntryRedemptionReversal EntryKind = "redemption_reversal"
+	EntryHold               EntryKind = "hold"
+	EntryCapture            EntryKind = "capture"
+	EntryVoid               EntryKind = "void"
+	EntryExpiry             EntryKind = "expiry"
+	EntryFee                EntryKind = "fee"
+	EntrySettlement         EntryKind = "settlement"
+	EntryPayment            EntryKind = "payment"
+	EntryAdjustment         EntryKind = "adjustment"
+)
+
+var entryKinds = map[EntryKind]bool{
+	EntryEarn: true, EntryAward: true, EntryRedemption: true, EntryEarnReversal: true,
+	EntryRedemptionReversal: true, EntryHold: true, EntryCapture: true, EntryVoid: true,
+	EntryExpiry: true, EntryFee: true, EntrySettlement: true, EntryPayment: true, EntryAdjustment: true,
+}
+
+// Limits of one entry and one batch.
+const (
+	MaxPostings      = 32
+	MaxBatch         = 1000
+	MaxMetadataBytes = 8 << 10
+	MaxTextLength    = 200
+)
+
+// Posting is one leg of an entry: a signed amount on an account, debit positive.
+type Posting struct {
+	Account string          `json:"account"`
+	Unit    string          `json:"unit"`
+	Amount  decimal.Decimal `json:"amount"`
+}
+
+// Debit returns a posting that debits account by amount.
+func Debit(account string, amount decimal.Decimal) Posting {
+	return Posting{Account: account, Amount: amount}
+}
+
+// Credit returns a posting that credits account by amount.
+func Credit(account string, amount decimal.Decimal) Posting {
+	return Posting{Account: account, Amount: amount.Neg()}
+}
+
+// IsDebit reports whether the posting debits its account.
+func (p Posting) IsDebit() bool { return p.Amount.IsPositive() }
+
+// Entry is a request to record one business event. Member operations (earn, redeem,
+// reverse, expire) name a LotOp and let the engine derive their postings from the
+// member's locked lots; other entries (fees, settlement moves, payments) give their
+// postings, which may not touch member accounts.
+type Entry struct {
+	Kind           EntryKind
+	Partner        string // the partner the request came from, or "operator"
+	Member         string // the member the entry concerns, for member operations
+	Reference      string // unique per partner and kind, forever
+	IdempotencyKey string // scoped to Partner
+	// RequestHash identifies the client's request for idempotency; when nil the engine
+	// hashes the entry itself.
+	RequestHash  []byte
+	BusinessTime time.Time
+	// Import lets the operator record history older than the business-time window.
+	Import   bool
+	Metadata json.RawMessage // a JSON object, or nil
+	Reverses string          // the id of the entry this one reverses
+	Postings []Posting
+	Op       LotOp
+}
+
+// LotOp is an operation on a member's points lots; the engine resolves it against the
+// locked lots into postings and lot movements.
+type LotOp interface{ lotOp() }
+
+// Issue credits Points to the member in a new lot issued by Issuer: Dr
+// partner:Issuer:issued, Cr member. Any debt the member owes is repaid from it first.
+type Issue struct {
+	Points    decimal.Decimal
+	Issuer    string
+	ExpiresAt *time.Time // nil: never
+}
+
+// Consume takes Points from the member's available lots, earliest expiry first, on
+// behalf of Consumer (a redemption or a capture): Dr member, Cr partner:Consumer:redeemed,
+// and for every other issuer whose lots it took, Dr that issuer's settlement account, Cr
+// the consumer's, with the issuer's share of round_half_up(Points × Rate).
+type Consume struct {
+	Points   decimal.Decimal
+	Consumer string
+	Rate     decimal.Decimal // money per point at the consumer's redeem rate
+}
+
+// Clawback reverses Points of the earn that created Lot, on behalf of the lot's issuer:
+// first from the lot's available points, then from the points of the lot that expired
+// (out of partner:<issuer>:expired), then from the member's other lots (a consumption by
+// the issuer at Rate), and what is still missing becomes the member's debt.
+type Clawback struct {
+	Lot    string
+	Points decimal.Decimal
+	Rate   decimal.Decimal // the issuer's redeem rate, for consumption of other issuers' lots
+}
+
+// Restore gives Points of an earlier consumption (the entry Of, a redemption) back into
+// the lots it took them from, with their original expiry, and reverses the money legs in
+// proportion. Points zero restores everything not yet restored.
+type Restore struct {
+	Of     string
+	Points decimal.Decimal
+}
+
+// Expire moves the available points of a lot past its expiry to its issuer's expired
+// account: Dr member, Cr partner:<issuer>:expired.
+type Expire struct {
+	Lot string
+}
+
+func (Issue) lotOp()    {}
+func (Consume) lotOp()  {}
+func (Clawback) lotOp() {}
+func (Restore) lotOp()  {}
+func (Expire) lotOp()   {}
+
+// Movement is a change to a lot recorded by an entry: signed points (negative: out of the
+// lot), the partner that consumed them, and why.
+type Movement struct {
+	Lot      string          `json:"lot"`
+	Issuer   string          `json:"issuer"`
+	Points   decimal.Decimal `json:"points"`
+	Consumer string          `json:"consumer"`
+	Reason   string          `json:"reason"`
+}
+
+// Reasons of lot movements.
+const (
+	ReasonEarn     = "earn"     // a lot is created
+	ReasonRedeem   = "redeem"   // consumed by a redemption or capture
+	ReasonReversal = "reversal" // taken back by the reversal of the lot's own earn
+	ReasonClawback = "clawback" // taken from another lot by an earn reversal
+	ReasonDebt     = "debt"     // taken to repay a member's debt
+	ReasonRestore  = "restore"  // given back by a redemption reversal
+	ReasonExpire   = "expire"   // expired to breakage
+	ReasonUnexpire = "unexpire" // expired points taken back out of breakage by a reversal
+)
+
+// Lot is a member's parcel of points from one earn.
+type Lot struct {
+	ID        string          `json:"id"`
+	Member    string          `json:"member"`
+	Issuer    string          `json:"issuer"`
+	Entry     string          `json:"entry"`
+	Position  int64           `json:"position"`
+	Points    decimal.Decimal `json:"points"`
+	Remaining decimal.Decimal `json:"remaining"`
+	Held      decimal.Decimal `json:"held"`
+	Expired   decimal.Decimal `json:"expired"`
+	ExpiresAt *time.Time      `json:"expires_at"`
+}
+
+// Available returns the lot's points that are neither held nor gone.
+func (l *Lot) Available() decimal.Decimal { return l.Remaining.Sub(l.Held) }
+
+// Debt is points a clawback took that the member did not have, owed to Partner.
+type Debt struct {
+	ID          string          `json:"id"`
+	Member      string          `json:"member"`
+	Partner     string          `json:"partner"`
+	Entry       string          `json:"entry"`
+	Position    int64           `json:"position"`
+	Points      decimal.Decimal `json:"points"`
+	Outstanding decimal.Decimal `json:"outstanding"`
+	Rate        decimal.Decimal `json:"rate"`
+}
+
+// Posted is an entry as the journal holds it.
+type Posted struct {
+	ID           string          `json:"id"`
+	Position     int64           `json:"position"`
+	Kind         EntryKind       `json:"kind"`
+	Partner      string          `json:"partner"`
+	Member       string          `json:"member,omitempty"`
+	Reference    string          `json:"reference,omitempty"`
+	BusinessTime time.Time       `json:"business_time"`
+	RecordedAt   time.Time       `json:"recorded_at"`
+	Metadata     json.RawMessage `json:"metadata"`
+	Reverses     string          `json:"reverses,omitempty"`
+	Postings     []Posting       `json:"postings"`
+	Movements    []Movement      `json:"lot_movements"`
+	PrevHash     []byte          `json:"prev_hash"`
+	Hash         []byte          `json:"hash"`
+
+	// What the entry did to its member, for the answer to the client.
+	Lot           *Lot             `json:"lot,omitempty"`
+	MemberBalance *decimal.Decimal `json:"member_balance,omitempty"`
+	MemberHeld    *decimal.Decimal `json:"member_held,omitempty"`
+}
+
+// Result is the answer to one entry of a batch: the posted entry or the rule that refused
+// it. Replayed is set when the answer is the stored first answer to the same
+// idempotency key.
+type Result struct {
+	Entry    *Posted `json:"entry,omitempty"`
+	Err      *Error  `json:"error,omitempty"`
+	Replayed bool    `json:"-"`
+}

@@ -1,0 +1,395 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+)
+
+// Units returns the coalition's units as its settings say now.
+func (l *Ledger) Units(ctx context.Context) (Units, error) {
+	var code string
+	var scale int32
+	if err := l.pool.QueryRow(ctx, `SELECT currency, points_scale FROM coalition`).Scan(&code, &scale); err != nil {
+		return Units{}, fmt.Errorf("coalition settings: %w", err)
+	}
+	return NewUnits(code, scale)
+}
+
+// Head is the last entry of the journal: its position, hash and record time.
+type Head struct {
+	Position   int64
+	Hash       []byte
+	RecordedAt time.Time
+}
+
+// Head returns the journal's head.
+func (l *Ledger) Head(ctx context.Context) (Head, error) {
+	var h Head
+	err := l.pool.QueryRow(ctx, `SELECT position, hash, recorded_at FROM journal_head`).Scan(&h.Position, &h.Hash, &h.RecordedAt)
+	if err != nil {
+		return Head{}, fmt.Errorf("journal head: %w", err)
+	}
+	return h, nil
+}
+
+// PositionAt returns the position of the last entry recorded at or before t (0 if none).
+func (l *Ledger) PositionAt(ctx context.Context, t time.Time) (int64, error) {
+	var pos int64
+	err := l.pool.QueryRow(ctx, `SELECT COALESCE(max(position), 0) FROM entries WHERE recorded_at <= $1`, t).Scan(&pos)
+	if err != nil {
+		return 0, fmt.Errorf("position at %s: %w", t, err)
+	}
+	return pos, nil
+}
+
+// AccountBalance is an account's balance: debits minus credits, so a debit balance is
+// positive.
+type AccountBalance struct {
+	Account string          `json:"account"`
+	Unit    string          `json:"unit"`
+	Balance decimal.Decimal `json:"balance"`
+}
+
+// Balance returns an account's balance now. An account never posted to has balance zero.
+func (l *Ledger) Balance(ctx context.Context, account string) (decimal.Decimal, error) {
+	var bal decimal.Decimal
+	err := l.pool.QueryRow(ctx, `SELECT balance FROM accounts WHERE name = $1`, account).Scan(&bal)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return decimal.Zero, nil
+	}
+	if err != nil {
+		return decimal.Zero, fmt.Errorf("balance of %s: %w", account, err)
+	}
+	return bal, nil
+}
+
+// BalanceAt returns an account's balance as of a journal position: the sum of its
+// postings at or before it.
+func (l *Ledger) BalanceAt(ctx context.Context, account string, position int64) (decimal.Decimal, error) {
+	var bal decimal.Decimal
+	err := l.pool.QueryRow(ctx, `SELECT COALESCE(sum(amount), 0) FROM postings WHERE account = $1 AND position <= $2`,
+		account, position).Scan(&bal)
+	if err != nil {
+		return decimal.Zero, fmt.Errorf("balance of %s at %d: %w", account, position, err)
+	}
+	return bal, nil
+}
+
+// BalanceAtTime returns an account's balance as of a record time.
+func (l *Ledger) BalanceAtTime(ctx context.Context, account string, t time.Time) (decimal.Decimal, error) {
+	pos, err := l.PositionAt(ctx, t)
+	if err != nil {
+		return decimal.Zero, err
+	}
+	return l.BalanceAt(ctx, account, pos)
+}
+
+// AccountPosting is a posting as an account's history shows it.
+type AccountPosting struct {
+	Position     int64           `json:"position"`
+	Entry        string          `json:"entry"`
+	Kind         EntryKind       `json:"kind"`
+	BusinessTime time.Time       `json:"business_time"`
+	RecordedAt   time.Time       `json:"recorded_at"`
+	Amount       decimal.Decimal `json:"amount"`
+}
+
+// Postings returns up to limit postings of an account after a position, oldest first.
+func (l *Ledger) Postings(ctx context.Context, account string, after int64, limit int) ([]AccountPosting, error) {
+	rows, err := l.pool.Query(ctx, `
+		SELECT p.position, p.entry_id, e.kind, e.business_time, e.recorded_at, p.amount
+		  FROM postings p JOIN entries e ON e.id = p.entry_id
+		 WHERE p.account = $1 AND p.position > $2
+		 ORDER BY p.position, p.seq LIMIT $3`, account, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("postings of %s: %w", account, err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (AccountPosting, error) {
+		var p AccountPosting
+		err := r.Scan(&p.Position, &p.Entry, &p.Kind, &p.BusinessTime, &p.RecordedAt, &p.Amount)
+		return p, err
+	})
+}
+
+// TrialBalance is every account's balance with the total per unit, which is zero in a
+// sound journal.
+type TrialBalance struct {
+	Position int64                      `json:"position"`
+	Accounts []AccountBalance           `json:"accounts"`
+	Totals   map[string]decimal.Decimal `json:"totals"`
+}
+
+// TrialBalance returns the trial balance as of a position (0: now), accounts in name order.
+func (l *Ledger) TrialBalance(ctx context.Context, position int64) (*TrialBalance, error) {
+	var rows pgx.Rows
+	var err error
+	tb := &TrialBalance{Position: position, Totals: map[string]decimal.Decimal{}}
+	if position <= 0 {
+		head, herr := l.Head(ctx)
+		if herr != nil {
+			return nil, herr
+		}
+		tb.Position = head.Position
+		rows, err = l.pool.Query(ctx, `SELECT name, unit, balance FROM accounts ORDER BY name`)
+	} else {
+		rows, err = l.pool.Query(ctx, `
+			SELECT a.name, a.unit, COALESCE(sum(p.amount), 0)
+			  FROM accounts a JOIN postings p ON p.account = a.name AND p.position <= $1
+			 GROUP BY a.name, a.unit ORDER BY a.name`, position)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("trial balance: %w", err)
+	}
+	tb.Accounts, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (AccountBalance, error) {
+		var b AccountBalance
+		err := r.Scan(&b.Account, &b.Unit, &b.Balance)
+		return b, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("trial balance: %w", err)
+	}
+	for _, b := range tb.Accounts {
+		tb.Totals[b.Unit] = tb.Totals[b.Unit].Add(b.Balance)
+	}
+	return tb, nil
+}
+
+// Lots returns a member's lots that still hold points, in consumption order.
+func (l *Ledger) Lots(ctx context.Context, member string) ([]Lot, error) {
+	rows, err := l.pool.Query(ctx, `
+		SELECT id, member_id, issuer, entry_id, position, points, remaining, held, expired, expires_at
+		  FROM lots WHERE member_id = $1 AND remaining > 0
+		 ORDER BY expires_at NULLS LAST, position`, member)
+	if err != nil {
+		return nil, fmt.Errorf("lots of %s: %w", member, err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Lot, error) {
+		var lot Lot
+		err := r.Scan(&lot.ID, &lot.Member, &lot.Issuer, &lot.Entry, &lot.Position, &lot.Points,
+			&lot.Remaining, &lot.Held, &lot.Expired, &lot.ExpiresAt)
+		return lot, err
+	})
+}
+
+// Debts returns a member's outstanding debts, oldest first.
+func (l *Ledger) Debts(ctx context.Context, member string) ([]Debt, error) {
+	rows, err := l.pool.Query(ctx, `
+		SELECT id, member_id, partner_id, entry_id, position, points, outstanding, rate
+		  FROM debts WHERE member_id = $1 AND outstanding > 0 ORDER BY position, id`, member)
+	if err != nil {
+		return nil, fmt.Errorf("debts of %s: %w", member, err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Debt, error) {
+		var d Debt
+		err := r.Scan(&d.ID, &d.Member, &d.Partner, &d.Entry, &d.Position, &d.Points, &d.Outstanding, &d.Rate)
+		return d, err
+	})
+}
+
+// Entry returns one journal entry with its postings and lot movements.
+func (l *Ledger) Entry(ctx context.Context, id string) (*Posted, error) {
+	var pos int64
+	err := l.pool.QueryRow(ctx, `SELECT position FROM entries WHERE id = $1`, id).Scan(&pos)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, Errorf(CodeNotFound, "entry %s does not exist", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("entry %s: %w", id, err)
+	}
+	page, err := l.Journal(ctx, pos-1, 1)
+	if err != nil {
+		return nil, err
+	}
+	return &page[0], nil
+}
+
+// MaxJournalPage bounds one page of the journal.
+const MaxJournalPage = 10000
+
+// Journal returns up to limit entries after a position, in position order, each with its
+// postings and lot movements in the order they were hashed.
+func (l *Ledger) Journal(ctx context.Context, after int64, limit int) ([]Posted, error) {
+	if limit <= 0 || limit > MaxJournalPage {
+		limit = MaxJournalPage
+	}
+	b := &pgx.Batch{}
+	var page []Posted
+	index := map[int64]int{}
+	b.Queue(`SELECT id, position, kind, partner_id, COALESCE(member_id, ''), COALESCE(reference, ''), business_time,
+			recorded_at, metadata::text, COALESCE(reverses, ''), prev_hash, hash
+		  FROM entries WHERE position > $1 ORDER BY position LIMIT $2`, after, limit).
+		Query(func(rows pgx.Rows) error {
+			var e Posted
+			var meta string
+			_, err := pgx.ForEachRow(rows, []any{&e.ID, &e.Position, &e.Kind, &e.Partner, &e.Member, &e.Reference,
+				&e.BusinessTime, &e.RecordedAt, &meta, &e.Reverses, &e.PrevHash, &e.Hash}, func() error {
+				c := e
+				c.BusinessTime, c.RecordedAt = c.BusinessTime.UTC(), c.RecordedAt.UTC()
+				c.Metadata = json.RawMessage(meta)
+				c.PrevHash = append([]byte(nil), e.PrevHash...)
+				c.Hash = append([]byte(nil), e.Hash...)
+				c.Postings, c.Movements = []Posting{}, []Movement{}
+				index[c.Position] = len(page)
+				page = append(page, c)
+				return nil
+			})
+			return err
+		})
+	// The postings and movements of the same range of positions (entries' positions are
+	// gap-free, so the range is exactly the page).
+	b.Queue(`SELECT position, account, unit, amount FROM postings
+		  WHERE position > $1 AND position <= $1 + $2 ORDER BY position, seq`, after, limit).
+		Query(func(rows pgx.Rows) error {
+			var pos int64
+			var p Posting
+			_, err := pgx.ForEachRow(rows, []any{&pos, &p.Account, &p.Unit, &p.Amount}, func() error {
+				if i, ok := index[pos]; ok {
+					page[i].Postings = append(page[i].Postings, p)
+				}
+				return nil
+			})
+			return err
+		})
+	b.Queue(`SELECT position, lot_id, issuer, points, consumer, reason FROM lot_movements
+		  WHERE position > $1 AND position <= $1 + $2 ORDER BY position, seq`, after, limit).
+		Query(func(rows pgx.Rows) error {
+			var pos int64
+			var m Movement
+			_, err := pgx.ForEachRow(rows, []any{&pos, &m.Lot, &m.Issuer, &m.Points, &m.Consumer, &m.Reason}, func() error {
+				if i, ok := index[pos]; ok {
+					page[i].Movements = append(page[i].Movements, m)
+				}
+				return nil
+			})
+			return err
+		})
+	if err := l.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("journal after %d: %w", after, err)
+	}
+	return page, nil
+}
+
+// ChainBreak says where the journal first fails verification and why.
+type ChainBreak struct {
+	Position int64  `json:"position"`
+	Reason   string `json:"reason"`
+}
+
+func (c *ChainBreak) Error() string {
+	return fmt.Sprintf("journal fails at position %d: %s", c.Position, c.Reason)
+}
+
+// Chain checks entries one after another: gap-free positions, each previous hash the hash
+// before it, each hash the hash of the entry's canonical form, and each entry balanced
+// per unit. Feed it entries in position order from any source (the database, an export).
+type Chain struct {
+	units Units
+	last  int64
+	prev  []byte
+}
+
+// NewChain returns a chain check that starts at the genesis of the journal.
+func NewChain(u Units) *Chain { return &Chain{units: u, prev: GenesisHash} }
+
+// Check checks the next entry of the chain and returns a *ChainBreak at the first fault.
+func (c *Chain) Check(e *Posted) error {
+	fail := func(format string, args ...any) error {
+		return &ChainBreak{Position: e.Position, Reason: fmt.Sprintf(format, args...)}
+	}
+	if e.Position != c.last+1 {
+		return &ChainBreak{Position: c.last + 1, Reason: fmt.Sprintf("position %d is missing (next entry found is %d)", c.last+1, e.Position)}
+	}
+	if !bytes.Equal(e.PrevHash, c.prev) {
+		return fail("its previous hash %x is not the hash of entry %d (%x)", e.PrevHash, c.last, c.prev)
+	}
+	sum, err := EntryHash(e, c.units)
+	if err != nil {
+		return fail("cannot form its canonical JSON: %v", err)
+	}
+	if !bytes.Equal(sum, e.Hash) {
+		return fail("its content does not match its hash (stored %x, computed %x)", e.Hash, sum)
+	}
+	if err := checkBalanced(e.Postings); err != nil {
+		return fail("%s", err.Message)
+	}
+	if len(e.Postings) == 0 {
+		return fail("it has no postings")
+	}
+	c.last, c.prev = e.Position, e.Hash
+	return nil
+}
+
+// Position returns the position of the last entry checked.
+func (c *Chain) Position() int64 { return c.last }
+
+// VerifyChain walks the journal from the first entry to the head through a Chain and
+// returns the first *ChainBreak, if any. progress, if not nil, is called after each page
+// with the position reached.
+func (l *Ledger) VerifyChain(ctx context.Context, progress func(position int64)) error {
+	u, err := l.Units(ctx)
+	if err != nil {
+		return err
+	}
+	head, err := l.Head(ctx)
+	if err != nil {
+		return err
+	}
+	chain := NewChain(u)
+	for chain.Position() < head.Position {
+		page, err := l.Journal(ctx, chain.Position(), 2000)
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			return &ChainBreak{Position: chain.Position() + 1, Reason: "the entry is missing"}
+		}
+		for i := range page {
+			if err := chain.Check(&page[i]); err != nil {
+				return err
+			}
+		}
+		if progress != nil {
+			progress(chain.Position())
+		}
+	}
+	if !bytes.Equal(chain.prev, head.Hash) {
+		return &ChainBreak{Position: head.Position, Reason: "the journal head's hash is not the last entry's hash"}
+	}
+	return nil
+}
+
+// BalanceMismatch is an account whose stored balance differs from the sum of its postings.
+type BalanceMismatch struct {
+	Account  string          `json:"account"`
+	Stored   decimal.Decimal `json:"stored"`
+	Postings decimal.Decimal `json:"postings"`
+}
+
+// CheckBalances returns every account whose stored balance is not the sum of its
+// postings (none, in a sound journal).
+func (l *Ledger) CheckBalances(ctx context.Context) ([]BalanceMismatch, error) {
+	rows, err := l.pool.Query(ctx, `
+		SELECT a.name, a.balance, COALESCE(s.total, 0)
+		  FROM accounts a
+		  LEFT JOIN (SELECT account, sum(amount) AS total FROM postings GROUP BY account) s ON s.account = a.name
+		 WHERE a.balance <> COALESCE(s.total, 0)
+		 ORDER BY a.name`)
+	if err != nil {
+		return nil, fmt.Errorf("check balances: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (BalanceMismatch, error) {
+		var m BalanceMismatch
+		err := r.Scan(&m.Account, &m.Stored, &m.Postings)
+		return m, err
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Account < out[j].Account })
+	return out, err
+}

@@ -1,0 +1,89 @@
+package ledger
+
+import (
+	"strings"
+
+	"github.com/shopspring/decimal"
+	"golang.org/x/text/currency"
+)
+
+// Points is the unit code of the coalition's points.
+const Points = "PTS"
+
+// MaxAmount bounds every single amount the engine accepts, in any unit: larger is a
+// typing error, not a purchase.
+var MaxAmount = decimal.New(1, 12)
+
+// Units says which units the coalition's books hold and at what scale: its points at the
+// coalition's points scale and its one settlement currency at the currency's minor unit.
+type Units struct {
+	PointsScale int32
+	Currency    string
+	MoneyScale  int32
+}
+
+// NewUnits returns the units of a coalition that settles in the ISO 4217 currency code
+// and keeps points at pointsScale decimals.
+func NewUnits(code string, pointsScale int32) (Units, error) {
+	scale, err := CurrencyScale(code)
+	if err != nil {
+		return Units{}, err
+	}
+	if pointsScale < 0 || pointsScale > 6 {
+		return Units{}, Errorf(CodeInvalidScale, "points scale %d is outside 0..6", pointsScale)
+	}
+	return Units{PointsScale: pointsScale, Currency: code, MoneyScale: scale}, nil
+}
+
+// CurrencyScale returns the number of minor-unit decimals of an ISO 4217 currency.
+func CurrencyScale(code string) (int32, error) {
+	if len(code) != 3 || strings.ToUpper(code) != code {
+		return 0, Errorf(CodeUnknownUnit, "%q is not an ISO 4217 currency code (three capital letters, such as USD)", code)
+	}
+	u, err := currency.ParseISO(code)
+	if err != nil {
+		return 0, Errorf(CodeUnknownUnit, "%q is not an ISO 4217 currency", code)
+	}
+	scale, _ := currency.Standard.Rounding(u)
+	return int32(scale), nil
+}
+
+// Scale returns the scale of unit, or an error if the coalition's books do not hold it.
+func (u Units) Scale(unit string) (int32, error) {
+	switch unit {
+	case Points:
+		return u.PointsScale, nil
+	case u.Currency:
+		return u.MoneyScale, nil
+	}
+	return 0, Errorf(CodeUnknownUnit, "unit %q is not held by this coalition (it holds %s and %s)", unit, Points, u.Currency)
+}
+
+// Check validates a positive amount of unit: within MaxAmount and with no more decimals
+// than the unit's scale.
+func (u Units) Check(unit string, amount decimal.Decimal) *Error {
+	scale, err := u.Scale(unit)
+	if err != nil {
+		return err.(*Error)
+	}
+	return CheckAmount(amount, scale, unit)
+}
+
+// CheckAmount validates a positive amount at the given scale.
+func CheckAmount(amount decimal.Decimal, scale int32, unit string) *Error {
+	if !amount.IsPositive() {
+		return Errorf(CodeInvalidAmount, "amount %s %s must be greater than zero", amount, unit)
+	}
+	if amount.GreaterThan(MaxAmount) {
+		return Errorf(CodeInvalidAmount, "amount %s %s is above the limit of %s", amount, unit, MaxAmount)
+	}
+	if !amount.Equal(amount.Truncate(scale)) {
+		return Errorf(CodeInvalidScale, "amount %s %s has more than %d decimals", amount, unit, scale)
+	}
+	return nil
+}
+
+// RoundHalfUp rounds a non-negative amount half up to scale decimals.
+func RoundHalfUp(d decimal.Decimal, scale int32) decimal.Decimal {
+	return d.Round(scale)
+}
