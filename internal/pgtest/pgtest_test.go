@@ -1,0 +1,110 @@
+package pgtest_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/coalitionledger/coalition/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// TestIsolation runs two parallel tests, each on its own database: both see the migrated
+// schema, and neither sees the other's rows.
+func TestIsolation(t *testing.T) {
+	for _, name := range []string{"alpha", "beta"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			pool := pgtest.Pool(t)
+			var entries *string
+			if err := pool.QueryRow(ctx, "SELECT to_regclass('entries')::text").Scan(&entries); err != nil || entries == nil {
+				t.Fatalf("table entries in the test database: %v, %v", entries, err)
+			}
+			if _, err := pool.Exec(ctx, "CREATE TABLE probe (who text)"); err != nil {
+				t.Fatal(err) // would fail had the other test created it in the same database
+			}
+			if _, err := pool.Exec(ctx, "INSERT INTO probe VALUES ($1)", name); err != nil {
+				t.Fatal(err)
+			}
+			var rows []string
+			r, err := pool.Query(ctx, "SELECT who FROM probe")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rows, err = pgx.CollectRows(r, pgx.RowTo[string]); err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) != 1 || rows[0] != name {
+				t.Fatalf("probe rows = %v, want only %q", rows, name)
+			}
+		})
+	}
+}
+
+// TestTwoDatabasesInOneTest checks isolation without relying on scheduling, the URL form, and
+// that a pool serves more goroutines than it has connections.
+func TestTwoDatabasesInOneTest(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := pgtest.Pool(t)
+	conn, err := pgx.Connect(ctx, pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+
+	if _, err := a.Exec(ctx, "CREATE TABLE probe (n int)"); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 64 {
+		wg.Go(func() {
+			_, err := a.Exec(ctx, "INSERT INTO probe SELECT $1 FROM pg_sleep(0.01)", i)
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	if err := a.QueryRow(ctx, "SELECT count(*) FROM probe").Scan(&n); err != nil || n != 64 {
+		t.Fatalf("rows in a = %d, %v; want 64", n, err)
+	}
+	var probe *string
+	if err := conn.QueryRow(ctx, "SELECT to_regclass('probe')::text").Scan(&probe); err != nil || probe != nil {
+		t.Fatalf("table probe seen from the other database: %v, %v", probe, err)
+	}
+}
+
+// TestAdminURL checks that the maintenance connection works and lists this test's database.
+func TestAdminURL(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dbURL := pgtest.URL(t)
+	admin, err := pgx.Connect(ctx, pgtest.AdminURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	cfg, err := pgx.ParseConfig(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)", cfg.Database).Scan(&found); err != nil || !found {
+		t.Fatalf("database %s in pg_database: %v, %v", cfg.Database, found, err)
+	}
+	if !strings.HasPrefix(cfg.Database, "t_") {
+		t.Fatalf("test database name %q", cfg.Database)
+	}
+}
