@@ -1,0 +1,328 @@
+package ledger_test
+
+import (
+	"context"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+	"pgregory.net/rapid"
+
+	"github.com/coalitionledger/coalition/internal/pg"
+	"github.com/coalitionledger/coalition/internal/pgtest"
+	"github.com/coalitionledger/coalition/ledger"
+)
+
+// The model: whole points, lots in consumption order, debts, and what each redemption
+// took. It is written independently of the engine's planner, as plainly as possible.
+type mLot struct {
+	id, issuer, entry string
+	points, remaining int64
+	expired           int64
+	expiresAt         *time.Time
+	order             int
+}
+
+type mTake struct {
+	lot    *mLot
+	points int64
+}
+
+type mRedemption struct {
+	id       string
+	member   string
+	takes    []mTake
+	restored int64
+}
+
+type mMember struct {
+	balance  int64
+	lots     []*mLot
+	debts    []struct{ outstanding int64 }
+	reversed map[string]int64
+}
+
+type model struct {
+	members     map[string]*mMember
+	lots        []*mLot
+	redemptions []*mRedemption
+	order       int
+}
+
+func (m *model) member(id string) *mMember {
+	if m.members[id] == nil {
+		m.members[id] = &mMember{reversed: map[string]int64{}}
+	}
+	return m.members[id]
+}
+
+func (mm *mMember) sorted() []*mLot {
+	out := append([]*mLot(nil), mm.lots...)
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if (a.expiresAt == nil) != (b.expiresAt == nil) {
+			return a.expiresAt != nil
+		}
+		if a.expiresAt != nil && !a.expiresAt.Equal(*b.expiresAt) {
+			return a.expiresAt.Before(*b.expiresAt)
+		}
+		return a.order < b.order
+	})
+	return out
+}
+
+func (mm *mMember) available() int64 {
+	var n int64
+	for _, l := range mm.lots {
+		n += l.remaining
+	}
+	return n
+}
+
+// consume takes up to n points, earliest expiry first, skipping one lot.
+func (mm *mMember) consume(n int64, skip *mLot) (taken int64, takes []mTake) {
+	for _, l := range mm.sorted() {
+		if n == 0 {
+			break
+		}
+		if l == skip || l.remaining == 0 {
+			continue
+		}
+		x := min(n, l.remaining)
+		l.remaining -= x
+		n -= x
+		taken += x
+		takes = append(takes, mTake{l, x})
+	}
+	return taken, takes
+}
+
+func (mm *mMember) repay() {
+	for i := range mm.debts {
+		x, _ := mm.consume(mm.debts[i].outstanding, nil)
+		mm.debts[i].outstanding -= x
+	}
+}
+
+func (mm *mMember) debt() int64 {
+	var n int64
+	for _, d := range mm.debts {
+		n += d.outstanding
+	}
+	return n
+}
+
+func TestLedgerAgainstModel(t *testing.T) {
+	t.Parallel()
+	partners := []string{"fuel", "shop", "web"}
+	memberIDs := []string{"m1", "m2", "m3"}
+	rapid.Check(t, func(rt *rapid.T) {
+		ctx := context.Background()
+		pool, err := pg.Connect(ctx, pgtest.URL(t), 2)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		defer pool.Close()
+		clk := newClock(t0)
+		l := ledger.New(pool, ledger.WithClock(clk.Now))
+		m := &model{members: map[string]*mMember{}}
+
+		post := func(e ledger.Entry) (*ledger.Posted, ledger.Code) {
+			e.BusinessTime = clk.Now()
+			p, err := l.PostOne(ctx, e)
+			if code := ledger.ErrorCode(err); code != "" {
+				return nil, code
+			} else if err != nil {
+				rt.Fatalf("post %s: %v", e.Kind, err)
+			}
+			return p, ""
+		}
+		want := func(what string, got, want ledger.Code) {
+			if got != want {
+				rt.Fatalf("%s: engine said %q, model %q", what, got, want)
+			}
+		}
+
+		steps := rapid.IntRange(5, 30).Draw(rt, "steps")
+		for step := 0; step < steps; step++ {
+			clk.advance(time.Duration(rapid.IntRange(0, 36).Draw(rt, "hours")) * time.Hour)
+			member := rapid.SampledFrom(memberIDs).Draw(rt, "member")
+			mm := m.member(member)
+			switch op := rapid.IntRange(0, 9).Draw(rt, "op"); {
+			case op <= 3: // earn
+				issuer := rapid.SampledFrom(partners).Draw(rt, "issuer")
+				pts := rapid.Int64Range(1, 500).Draw(rt, "points")
+				var exp *time.Time
+				if days := rapid.IntRange(0, 3).Draw(rt, "expiry days"); days > 0 {
+					x := clk.Now().Add(time.Duration(days) * 24 * time.Hour)
+					exp = &x
+				}
+				p, code := post(ledger.Entry{Kind: ledger.EntryEarn, Partner: issuer, Member: member,
+					Op: ledger.Issue{Points: decimal.NewFromInt(pts), Issuer: issuer, ExpiresAt: exp}})
+				want("earn", code, "")
+				m.order++
+				lot := &mLot{id: p.Lot.ID, issuer: issuer, entry: p.ID, points: pts, remaining: pts, expiresAt: exp, order: m.order}
+				mm.lots = append(mm.lots, lot)
+				m.lots = append(m.lots, lot)
+				mm.balance += pts
+				mm.repay()
+			case op <= 5: // redeem
+				consumer := rapid.SampledFrom(partners).Draw(rt, "consumer")
+				pts := rapid.Int64Range(1, 600).Draw(rt, "points")
+				p, code := post(ledger.Entry{Kind: ledger.EntryRedemption, Partner: consumer, Member: member,
+					Op: ledger.Consume{Points: decimal.NewFromInt(pts), Consumer: consumer, Rate: d("0.013")}})
+				if mm.available() < pts {
+					want("redeem", code, ledger.CodeInsufficientPoints)
+					break
+				}
+				want("redeem", code, "")
+				_, takes := mm.consume(pts, nil)
+				mm.balance -= pts
+				m.redemptions = append(m.redemptions, &mRedemption{id: p.ID, member: member, takes: takes})
+			case op == 6: // earn reversal
+				if len(m.lots) == 0 {
+					break
+				}
+				lot := rapid.SampledFrom(m.lots).Draw(rt, "lot")
+				owner := m.lotOwner(lot)
+				k := rapid.Int64Range(1, lot.points).Draw(rt, "reverse points")
+				_, code := post(ledger.Entry{Kind: ledger.EntryEarnReversal, Partner: lot.issuer, Member: owner,
+					Op: ledger.Clawback{Lot: lot.id, Points: decimal.NewFromInt(k), Rate: d("0.011")}})
+				om := m.members[owner]
+				if om.reversed[lot.entry]+k > lot.points {
+					want("earn reversal", code, ledger.CodeReversalTooLarge)
+					break
+				}
+				want("earn reversal", code, "")
+				om.reversed[lot.entry] += k
+				left := k
+				a := min(left, lot.remaining)
+				lot.remaining -= a
+				left -= a
+				e := min(left, lot.expired)
+				lot.expired -= e
+				left -= e
+				b, _ := om.consume(left, lot)
+				left -= b
+				if left > 0 {
+					om.debts = append(om.debts, struct{ outstanding int64 }{left})
+				}
+				om.balance -= k - e
+			case op == 7: // redemption reversal, part or whole
+				if len(m.redemptions) == 0 {
+					break
+				}
+				r := rapid.SampledFrom(m.redemptions).Draw(rt, "redemption")
+				var total int64
+				for _, tk := range r.takes {
+					total += tk.points
+				}
+				left := total - r.restored
+				pts := rapid.Int64Range(0, total).Draw(rt, "restore points") // 0: all that is left
+				_, code := post(ledger.Entry{Kind: ledger.EntryRedemptionReversal, Partner: "shop", Member: r.member,
+					Op: ledger.Restore{Of: r.id, Points: decimal.NewFromInt(pts)}})
+				if pts == 0 {
+					pts = left
+				}
+				if pts == 0 || pts > left {
+					want("redemption reversal", code, ledger.CodeReversalTooLarge)
+					break
+				}
+				want("redemption reversal", code, "")
+				// Back into the lots, the last one taken first.
+				already := r.restored
+				n := pts
+				for i := len(r.takes) - 1; i >= 0 && n > 0; i-- {
+					tk := r.takes[i]
+					room := tk.points - min(tk.points, already)
+					already -= min(tk.points, already)
+					x := min(n, room)
+					tk.lot.remaining += x
+					n -= x
+				}
+				r.restored += pts
+				rm := m.members[r.member]
+				rm.balance += pts
+				rm.repay()
+			default: // expiry of any of the member's lots
+				if len(mm.lots) == 0 {
+					break
+				}
+				lot := rapid.SampledFrom(mm.lots).Draw(rt, "expire lot")
+				_, code := post(ledger.Entry{Kind: ledger.EntryExpiry, Partner: "operator", Member: member,
+					Op: ledger.Expire{Lot: lot.id}})
+				switch {
+				case lot.expiresAt == nil || lot.expiresAt.After(clk.Now()):
+					want("expiry", code, ledger.CodeLotNotExpired)
+				case lot.remaining == 0:
+					want("expiry", code, ledger.CodeNothingToExpire)
+				default:
+					want("expiry", code, "")
+					lot.expired += lot.remaining
+					mm.balance -= lot.remaining
+					lot.remaining = 0
+				}
+			}
+			m.check(rt, ctx, l)
+		}
+	})
+}
+
+func (m *model) lotOwner(lot *mLot) string {
+	for id, mm := range m.members {
+		for _, l := range mm.lots {
+			if l == lot {
+				return id
+			}
+		}
+	}
+	panic("lot without owner")
+}
+
+// check compares the engine with the model and checks the invariants of the books.
+func (m *model) check(rt *rapid.T, ctx context.Context, l *ledger.Ledger) {
+	for id, mm := range m.members {
+		bal, err := l.Balance(ctx, ledger.MemberAccount(id))
+		if err != nil {
+			rt.Fatal(err)
+		}
+		if got := bal.Neg().IntPart(); got != mm.balance {
+			rt.Fatalf("member %s: engine balance %d, model %d", id, got, mm.balance)
+		}
+		lots, err := l.Lots(ctx, id)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		engine := map[string]int64{}
+		var remaining int64
+		for _, lot := range lots {
+			engine[lot.ID] = lot.Remaining.IntPart()
+			remaining += lot.Remaining.IntPart()
+		}
+		for _, lot := range mm.lots {
+			if engine[lot.id] != lot.remaining {
+				rt.Fatalf("lot %s of %s: engine remaining %d, model %d", lot.id, id, engine[lot.id], lot.remaining)
+			}
+		}
+		debts, err := l.Debts(ctx, id)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		var debt int64
+		for _, dt := range debts {
+			debt += dt.Outstanding.IntPart()
+		}
+		if debt != mm.debt() {
+			rt.Fatalf("member %s: engine debt %d, model %d", id, debt, mm.debt())
+		}
+		// Lots remaining − debt = balance + held (nothing is held here).
+		if remaining-debt != mm.balance {
+			rt.Fatalf("member %s: lots %d − debt %d ≠ balance %d", id, remaining, debt, mm.balance)
+		}
+		if mm.balance < 0 && debt == 0 {
+			rt.Fatalf("member %s below zero (%d) without a clawback debt", id, mm.balance)
+		}
+	}
+	sound(rt, l)
+}
