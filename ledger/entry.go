@@ -129,6 +129,32 @@ type Expire struct {
 	Lot string
 }
 
+// Reserve holds Points of the member's available lots, earliest expiry first, for
+// Consumer until ExpiresAt: Dr member, Cr member:held. Rate is the consumer's redeem rate
+// now, at which a capture is priced.
+type Reserve struct {
+	Points    decimal.Decimal
+	Consumer  string
+	Rate      decimal.Decimal
+	ExpiresAt time.Time
+}
+
+// Capture turns Points of an open hold (zero: all of it) into a redemption by the hold's
+// partner at the hold's rate, and releases the rest of the hold.
+type Capture struct {
+	Hold   string
+	Points decimal.Decimal
+}
+
+// Release gives all the points of an open hold back to the member (a void or a timeout).
+type Release struct {
+	Hold string
+}
+
+func (Reserve) lotOp() {}
+func (Capture) lotOp() {}
+func (Release) lotOp() {}
+
 func (Issue) lotOp()    {}
 func (Consume) lotOp()  {}
 func (Clawback) lotOp() {}
@@ -186,6 +212,27 @@ type Debt struct {
 	Rate        decimal.Decimal `json:"rate"`
 }
 
+// Hold is points reserved for a partner until captured, voided or timed out.
+type Hold struct {
+	ID        string          `json:"id"`
+	Member    string          `json:"member"`
+	Partner   string          `json:"partner"`
+	Entry     string          `json:"entry"`
+	Position  int64           `json:"position"`
+	Points    decimal.Decimal `json:"points"`
+	Held      decimal.Decimal `json:"held"`
+	Rate      decimal.Decimal `json:"rate"`
+	ExpiresAt time.Time       `json:"expires_at"`
+	Status    string          `json:"status"`
+}
+
+// Hold statuses.
+const (
+	HoldOpen     = "open"
+	HoldCaptured = "captured"
+	HoldVoided   = "voided"
+)
+
 // Posted is an entry as the journal holds it.
 type Posted struct {
 	ID           string          `json:"id"`
@@ -205,6 +252,7 @@ type Posted struct {
 
 	// What the entry did to its member, for the answer to the client.
 	Lot           *Lot             `json:"lot,omitempty"`
+	Hold          *Hold            `json:"hold,omitempty"`
 	MemberBalance *decimal.Decimal `json:"member_balance,omitempty"`
 	MemberHeld    *decimal.Decimal `json:"member_held,omitempty"`
 }

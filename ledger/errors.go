@@ -25,6 +25,8 @@ const (
 	CodeNothingToExpire     Code = "nothing_to_expire"
 	CodeLotNotExpired       Code = "lot_not_expired"
 	CodeReversalTooLarge    Code = "reversal_exceeds_original"
+	CodeHoldNotOpen         Code = "hold_not_open"
+	CodeCaptureTooLarge     Code = "capture_exceeds_hold"
 	CodeIdempotencyConflict Code = "idempotency_conflict"
 	CodeDuplicateReference  Code = "duplicate_reference"
 	CodeBatchAborted        Code = "batch_aborted"
@@ -45,6 +47,7 @@ var codeClass = map[Code]Class{
 	CodeIdempotencyConflict: ClassConflict,
 	CodeDuplicateReference:  ClassConflict,
 	CodeBatchAborted:        ClassConflict,
+	CodeHoldNotOpen:         ClassConflict,
 	CodeNotFound:            ClassNotFound,
 }
 

@@ -34,12 +34,27 @@ type debtState struct {
 	fresh bool
 }
 
+// holdLot is the part of one lot a hold reserves.
+type holdLot struct {
+	lot    string
+	points decimal.Decimal
+}
+
+// holdState is a hold during planning.
+type holdState struct {
+	Hold
+	lots  []holdLot
+	dirty bool
+	fresh bool
+}
+
 // memberState is a member's locked books during planning.
 type memberState struct {
 	balance  decimal.Decimal // credit balance of member:<id>: points owed to the member
 	held     decimal.Decimal // credit balance of member:<id>:held
 	lots     []lotState      // consumption order: earliest expiry first (never last), then oldest
 	debts    []debtState     // oldest first
+	holds    []holdState     // the holds the batch names or creates
 	reversed map[string]decimal.Decimal
 }
 
@@ -47,6 +62,11 @@ func (m *memberState) clone() *memberState {
 	c := *m
 	c.lots = append([]lotState(nil), m.lots...)
 	c.debts = append([]debtState(nil), m.debts...)
+	c.holds = make([]holdState, len(m.holds))
+	for i, h := range m.holds {
+		h.lots = append([]holdLot(nil), h.lots...)
+		c.holds[i] = h
+	}
 	c.reversed = make(map[string]decimal.Decimal, len(m.reversed))
 	for k, v := range m.reversed {
 		c.reversed[k] = v
@@ -58,6 +78,15 @@ func (m *memberState) lot(id string) *lotState {
 	for i := range m.lots {
 		if m.lots[i].ID == id {
 			return &m.lots[i]
+		}
+	}
+	return nil
+}
+
+func (m *memberState) hold(id string) *holdState {
+	for i := range m.holds {
+		if m.holds[i].ID == id {
+			return &m.holds[i]
 		}
 	}
 	return nil
@@ -135,6 +164,7 @@ type planned struct {
 	postings  []Posting
 	movements []Movement
 	lot       *Lot
+	hold      *Hold
 	balance   *decimal.Decimal
 	held      *decimal.Decimal
 }
@@ -307,6 +337,12 @@ func (b *books) planOp(p *planned, m *memberState) *Error {
 		return b.planRestore(p, m, op)
 	case Expire:
 		return b.planExpire(p, m, op)
+	case Reserve:
+		return b.planReserve(p, m, op)
+	case Capture:
+		return b.planCapture(p, m, op)
+	case Release:
+		return b.planRelease(p, m, op)
 	}
 	return Errorf(CodeInvalid, "unknown lot operation %T", e.Op)
 }
@@ -462,6 +498,148 @@ func (b *books) planConsume(p *planned, m *memberState, op Consume) *Error {
 		c.issuer[t.lot] = t.issuer
 	}
 	b.consumptions[p.id] = c
+	return nil
+}
+
+func (b *books) planReserve(p *planned, m *memberState, op Reserve) *Error {
+	if err := b.checkPoints(op.Points); err != nil {
+		return err
+	}
+	if !ValidPartnerID(op.Consumer) {
+		return Errorf(CodeInvalid, "consumer %q is not a partner id", op.Consumer)
+	}
+	if err := checkRate(op.Rate); err != nil {
+		return err
+	}
+	if !op.ExpiresAt.After(p.entry.BusinessTime) {
+		return Errorf(CodeInvalid, "the hold would expire (%s) before its business time", op.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	if avail := m.available(); avail.LessThan(op.Points) {
+		return Errorf(CodeInsufficientPoints, "the member has %s points available, %s were asked for", avail, op.Points).
+			With("available", avail.String()).With("requested", op.Points.String())
+	}
+	h := holdState{
+		Hold: Hold{ID: b.newID(), Member: p.entry.Member, Partner: op.Consumer, Entry: p.id, Points: op.Points,
+			Held: op.Points, Rate: op.Rate, ExpiresAt: op.ExpiresAt.UTC().Truncate(time.Microsecond), Status: HoldOpen},
+		dirty: true, fresh: true,
+	}
+	left := op.Points
+	for i := range m.lots {
+		if !left.IsPositive() {
+			break
+		}
+		l := &m.lots[i]
+		x := decimal.Min(l.Available(), left)
+		if !x.IsPositive() {
+			continue
+		}
+		l.Held = l.Held.Add(x)
+		l.dirty = true
+		left = left.Sub(x)
+		h.lots = append(h.lots, holdLot{lot: l.ID, points: x})
+	}
+	m.holds = append(m.holds, h)
+	created := h.Hold
+	p.hold = &created
+	p.postings = append(p.postings,
+		b.pts(MemberAccount(p.entry.Member), op.Points),
+		b.pts(MemberHeldAccount(p.entry.Member), op.Points.Neg()))
+	m.balance = m.balance.Sub(op.Points)
+	m.held = m.held.Add(op.Points)
+	return nil
+}
+
+// openHold returns the member's open hold id, or the refusal.
+func openHold(m *memberState, id, member string) (*holdState, *Error) {
+	h := m.hold(id)
+	if h == nil {
+		return nil, Errorf(CodeNotFound, "hold %s of member %s does not exist", id, member)
+	}
+	if h.Status != HoldOpen {
+		return nil, Errorf(CodeHoldNotOpen, "hold %s is already %s", id, h.Status).With("status", h.Status)
+	}
+	return h, nil
+}
+
+func (b *books) planCapture(p *planned, m *memberState, op Capture) *Error {
+	h, err := openHold(m, op.Hold, p.entry.Member)
+	if err != nil {
+		return err
+	}
+	points := op.Points
+	if points.IsZero() {
+		points = h.Held
+	}
+	if err := b.checkPoints(points); err != nil {
+		return err
+	}
+	if points.GreaterThan(h.Held) {
+		return Errorf(CodeCaptureTooLarge, "hold %s reserves %s points, %s were asked for", h.ID, h.Held, points).With("held", h.Held.String())
+	}
+	var takes []take
+	left := points
+	for i := range h.lots {
+		hl := &h.lots[i]
+		lot := m.lot(hl.lot)
+		x := decimal.Min(left, hl.points)
+		if x.IsPositive() {
+			lot.Remaining = lot.Remaining.Sub(x)
+			takes = append(takes, take{lot: lot.ID, issuer: lot.Issuer, points: x})
+			p.movements = append(p.movements, Movement{Lot: lot.ID, Issuer: lot.Issuer, Points: x.Neg(), Consumer: h.Partner, Reason: ReasonRedeem})
+			left = left.Sub(x)
+		}
+		// Whatever the capture does not take is released.
+		lot.Held = lot.Held.Sub(hl.points)
+		lot.dirty = true
+		hl.points = decimal.Zero
+	}
+	rest := h.Held.Sub(points)
+	p.postings = append(p.postings,
+		b.pts(MemberHeldAccount(p.entry.Member), h.Held),
+		b.pts(PartnerAccount(h.Partner, "redeemed"), points.Neg()))
+	if rest.IsPositive() {
+		p.postings = append(p.postings, b.pts(MemberAccount(p.entry.Member), rest.Neg()))
+	}
+	charged := b.moneyLegs(p, takes, h.Partner, h.Rate)
+	m.held = m.held.Sub(h.Held)
+	m.balance = m.balance.Add(rest)
+	h.Held, h.Status, h.dirty = decimal.Zero, HoldCaptured, true
+	settled := h.Hold
+	p.hold = &settled
+	c := &consumption{entry: p.id, kind: p.entry.Kind, member: p.entry.Member, consumer: h.Partner,
+		taken: map[string]decimal.Decimal{}, restored: map[string]decimal.Decimal{}, issuer: map[string]string{},
+		money: charged, moneyBack: map[string]decimal.Decimal{}}
+	for _, t := range takes {
+		c.lots = append(c.lots, t.lot)
+		c.taken[t.lot] = t.points
+		c.issuer[t.lot] = t.issuer
+	}
+	b.consumptions[p.id] = c
+	b.repayDebts(p, m)
+	return nil
+}
+
+func (b *books) planRelease(p *planned, m *memberState, op Release) *Error {
+	h, err := openHold(m, op.Hold, p.entry.Member)
+	if err != nil {
+		return err
+	}
+	for i := range h.lots {
+		hl := &h.lots[i]
+		lot := m.lot(hl.lot)
+		lot.Held = lot.Held.Sub(hl.points)
+		lot.dirty = true
+		hl.points = decimal.Zero
+	}
+	p.postings = append(p.postings,
+		b.pts(MemberHeldAccount(p.entry.Member), h.Held),
+		b.pts(MemberAccount(p.entry.Member), h.Held.Neg()))
+	m.held = m.held.Sub(h.Held)
+	m.balance = m.balance.Add(h.Held)
+	h.Held, h.Status, h.dirty = decimal.Zero, HoldVoided, true
+	released := h.Hold
+	p.hold = &released
+	b.repayDebts(p, m)
 	return nil
 }
 

@@ -19,6 +19,7 @@ import (
 type mLot struct {
 	id, issuer, entry string
 	points, remaining int64
+	held              int64
 	expired           int64
 	expiresAt         *time.Time
 	order             int
@@ -36,8 +37,16 @@ type mRedemption struct {
 	restored int64
 }
 
+type mHold struct {
+	id, member string
+	lots       []mTake // what it reserves, in order
+	held       int64
+	open       bool
+}
+
 type mMember struct {
 	balance  int64
+	held     int64
 	lots     []*mLot
 	debts    []struct{ outstanding int64 }
 	reversed map[string]int64
@@ -47,6 +56,7 @@ type model struct {
 	members     map[string]*mMember
 	lots        []*mLot
 	redemptions []*mRedemption
+	holds       []*mHold
 	order       int
 }
 
@@ -75,7 +85,7 @@ func (mm *mMember) sorted() []*mLot {
 func (mm *mMember) available() int64 {
 	var n int64
 	for _, l := range mm.lots {
-		n += l.remaining
+		n += l.remaining - l.held
 	}
 	return n
 }
@@ -86,10 +96,10 @@ func (mm *mMember) consume(n int64, skip *mLot) (taken int64, takes []mTake) {
 		if n == 0 {
 			break
 		}
-		if l == skip || l.remaining == 0 {
+		if l == skip || l.remaining-l.held == 0 {
 			continue
 		}
-		x := min(n, l.remaining)
+		x := min(n, l.remaining-l.held)
 		l.remaining -= x
 		n -= x
 		taken += x
@@ -149,7 +159,72 @@ func TestLedgerAgainstModel(t *testing.T) {
 			clk.advance(time.Duration(rapid.IntRange(0, 36).Draw(rt, "hours")) * time.Hour)
 			member := rapid.SampledFrom(memberIDs).Draw(rt, "member")
 			mm := m.member(member)
-			switch op := rapid.IntRange(0, 9).Draw(rt, "op"); {
+			switch op := rapid.IntRange(0, 12).Draw(rt, "op"); {
+			case op == 10: // hold
+				pts := rapid.Int64Range(1, 400).Draw(rt, "hold points")
+				p, code := post(ledger.Entry{Kind: ledger.EntryHold, Partner: "web", Member: member,
+					Op: ledger.Reserve{Points: decimal.NewFromInt(pts), Consumer: "web", Rate: d("0.017"), ExpiresAt: clk.Now().Add(time.Hour)}})
+				if mm.available() < pts {
+					want("hold", code, ledger.CodeInsufficientPoints)
+					break
+				}
+				want("hold", code, "")
+				h := &mHold{id: p.Hold.ID, member: member, held: pts, open: true}
+				n := pts
+				for _, l := range mm.sorted() {
+					x := min(n, l.remaining-l.held)
+					if x > 0 {
+						l.held += x
+						n -= x
+						h.lots = append(h.lots, mTake{l, x})
+					}
+				}
+				m.holds = append(m.holds, h)
+				mm.balance -= pts
+				mm.held += pts
+			case op == 11 || op == 12: // capture (part or all) or void
+				if len(m.holds) == 0 {
+					break
+				}
+				h := rapid.SampledFrom(m.holds).Draw(rt, "hold")
+				hm := m.members[h.member]
+				var pts int64
+				e := ledger.Entry{Kind: ledger.EntryVoid, Partner: "web", Member: h.member, Op: ledger.Release{Hold: h.id}}
+				if op == 11 {
+					pts = rapid.Int64Range(0, h.held+1).Draw(rt, "capture points") // 0: all
+					e = ledger.Entry{Kind: ledger.EntryCapture, Partner: "web", Member: h.member, Op: ledger.Capture{Hold: h.id, Points: decimal.NewFromInt(pts)}}
+				}
+				p, code := post(e)
+				if !h.open {
+					want("capture/void", code, ledger.CodeHoldNotOpen)
+					break
+				}
+				if op == 11 && pts > h.held {
+					want("capture", code, ledger.CodeCaptureTooLarge)
+					break
+				}
+				want("capture/void", code, "")
+				if op == 11 && pts == 0 {
+					pts = h.held
+				}
+				var takes []mTake
+				n := pts
+				for _, tk := range h.lots {
+					x := min(n, tk.points)
+					if x > 0 {
+						tk.lot.remaining -= x
+						takes = append(takes, mTake{tk.lot, x})
+						n -= x
+					}
+					tk.lot.held -= tk.points
+				}
+				hm.held -= h.held
+				hm.balance += h.held - pts
+				h.held, h.open = 0, false
+				if op == 11 {
+					m.redemptions = append(m.redemptions, &mRedemption{id: p.ID, member: h.member, takes: takes})
+				}
+				hm.repay()
 			case op <= 3: // earn
 				issuer := rapid.SampledFrom(partners).Draw(rt, "issuer")
 				pts := rapid.Int64Range(1, 500).Draw(rt, "points")
@@ -197,7 +272,7 @@ func TestLedgerAgainstModel(t *testing.T) {
 				want("earn reversal", code, "")
 				om.reversed[lot.entry] += k
 				left := k
-				a := min(left, lot.remaining)
+				a := min(left, lot.remaining-lot.held)
 				lot.remaining -= a
 				left -= a
 				e := min(left, lot.expired)
@@ -255,13 +330,14 @@ func TestLedgerAgainstModel(t *testing.T) {
 				switch {
 				case lot.expiresAt == nil || lot.expiresAt.After(clk.Now()):
 					want("expiry", code, ledger.CodeLotNotExpired)
-				case lot.remaining == 0:
+				case lot.remaining-lot.held == 0:
 					want("expiry", code, ledger.CodeNothingToExpire)
 				default:
 					want("expiry", code, "")
-					lot.expired += lot.remaining
-					mm.balance -= lot.remaining
-					lot.remaining = 0
+					x := lot.remaining - lot.held
+					lot.expired += x
+					mm.balance -= x
+					lot.remaining -= x
 				}
 			}
 			m.check(rt, ctx, l)
@@ -316,9 +392,23 @@ func (m *model) check(rt *rapid.T, ctx context.Context, l *ledger.Ledger) {
 		if debt != mm.debt() {
 			rt.Fatalf("member %s: engine debt %d, model %d", id, debt, mm.debt())
 		}
-		// Lots remaining − debt = balance + held (nothing is held here).
-		if remaining-debt != mm.balance {
-			rt.Fatalf("member %s: lots %d − debt %d ≠ balance %d", id, remaining, debt, mm.balance)
+		held, err := l.Balance(ctx, ledger.MemberHeldAccount(id))
+		if err != nil {
+			rt.Fatal(err)
+		}
+		if got := held.Neg().IntPart(); got != mm.held {
+			rt.Fatalf("member %s: engine held %d, model %d", id, got, mm.held)
+		}
+		for _, lot := range lots {
+			for _, ml := range mm.lots {
+				if ml.id == lot.ID && lot.Held.IntPart() != ml.held {
+					rt.Fatalf("lot %s: engine held %s, model %d", lot.ID, lot.Held, ml.held)
+				}
+			}
+		}
+		// Lots remaining − debt = balance + held.
+		if remaining-debt != mm.balance+mm.held {
+			rt.Fatalf("member %s: lots %d − debt %d ≠ balance %d + held %d", id, remaining, debt, mm.balance, mm.held)
 		}
 		if mm.balance < 0 && debt == 0 {
 			rt.Fatalf("member %s below zero (%d) without a clawback debt", id, mm.balance)

@@ -149,6 +149,7 @@ type lockSet struct {
 	clawLots     []string
 	restores     []string // consumption entries being restored
 	originals    []string // entries named by Reverses or Restore
+	holds        []string // holds named by captures and releases
 	accountKinds []string
 }
 
@@ -186,6 +187,10 @@ func collectLocks(entries []Entry) lockSet {
 		case Restore:
 			add(&s.restores, op.Of)
 			add(&s.originals, op.Of)
+		case Capture:
+			add(&s.holds, op.Hold)
+		case Release:
+			add(&s.holds, op.Hold)
 		}
 	}
 	for id := range adv {
@@ -318,6 +323,9 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 				return err
 			})
 	}
+	if len(locks.holds) > 0 && len(locks.members) > 0 {
+		queueHolds(b, bk, locks.holds)
+	}
 	if len(locks.clawLots) > 0 {
 		b.Queue(`SELECT l.member_id, l.entry_id, COALESCE(sum(-p.amount), 0)
 			  FROM lots l
@@ -421,13 +429,16 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 			ID: p.id, Position: position, Kind: e.Kind, Partner: e.Partner, Member: e.Member, Reference: e.Reference,
 			BusinessTime: e.BusinessTime.UTC().Truncate(time.Microsecond), RecordedAt: recordedAt,
 			Metadata: p.metadata, Reverses: e.Reverses, Postings: p.postings, Movements: p.movements, PrevHash: prev,
-			Lot: p.lot, MemberBalance: p.balance, MemberHeld: p.held,
+			Lot: p.lot, Hold: p.hold, MemberBalance: p.balance, MemberHeld: p.held,
 		}
 		if posted.Movements == nil {
 			posted.Movements = []Movement{}
 		}
 		if posted.Lot != nil {
 			posted.Lot.Position = position
+		}
+		if posted.Hold != nil && posted.Hold.Entry == p.id {
+			posted.Hold.Position = position
 		}
 		lotPosition[p.id] = position
 		h, err := EntryHash(posted, units)
@@ -464,6 +475,43 @@ func replay(sk storedKey, hash []byte, e *Entry) Result {
 	}
 	r.Replayed = true
 	return r
+}
+
+// queueHolds loads the holds that captures and releases name, with the lots they reserve,
+// into their members' books (the members are locked, and so are their holds).
+func queueHolds(b *pgx.Batch, bk *books, ids []string) {
+	b.Queue(`SELECT h.id, h.member_id, h.partner_id, h.entry_id, h.position, h.points, h.held, h.rate, h.expires_at, h.status,
+			COALESCE(array_agg(l.lot_id ORDER BY l.seq) FILTER (WHERE l.lot_id IS NOT NULL), '{}'),
+			COALESCE(array_agg(l.points ORDER BY l.seq) FILTER (WHERE l.lot_id IS NOT NULL), '{}')
+		  FROM holds h LEFT JOIN hold_lots l ON l.hold_id = h.id
+		 WHERE h.id = ANY($1) AND h.member_id = ANY($2)
+		 GROUP BY h.id`, ids, keysOf(bk.members)).
+		Query(func(rows pgx.Rows) error {
+			var h Hold
+			var lots []string
+			var points []decimal.Decimal
+			_, err := pgx.ForEachRow(rows, []any{&h.ID, &h.Member, &h.Partner, &h.Entry, &h.Position, &h.Points, &h.Held,
+				&h.Rate, &h.ExpiresAt, &h.Status, &lots, &points}, func() error {
+				hs := holdState{Hold: h}
+				hs.ExpiresAt = hs.ExpiresAt.UTC()
+				for i := range lots {
+					hs.lots = append(hs.lots, holdLot{lot: lots[i], points: points[i]})
+				}
+				m := bk.members[h.Member]
+				m.holds = append(m.holds, hs)
+				return nil
+			})
+			return err
+		})
+}
+
+func keysOf[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // queueConsumptions loads the redemptions that Restore operations give back: the lots
@@ -694,6 +742,7 @@ func (l *Ledger) queueLots(b *pgx.Batch, bk *books, lotPosition map[string]int64
 		dPoints, dOutstanding, dRate         []decimal.Decimal
 		udID                                 []string
 		udOutstanding                        []decimal.Decimal
+		hs                                   holdRows
 	)
 	members := make([]string, 0, len(bk.members))
 	for m := range bk.members {
@@ -724,7 +773,11 @@ func (l *Ledger) queueLots(b *pgx.Batch, bk *books, lotPosition map[string]int64
 				udID, udOutstanding = append(udID, d.ID), append(udOutstanding, d.Outstanding)
 			}
 		}
+		for _, h := range m.holds {
+			hs.add(h, lotPosition)
+		}
 	}
+	hs.queue(b)
 	if len(nID) > 0 {
 		b.Queue(`INSERT INTO lots (id, member_id, issuer, entry_id, position, points, remaining, held, expired, expires_at)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::numeric[], $7::numeric[],
@@ -744,5 +797,55 @@ func (l *Ledger) queueLots(b *pgx.Batch, bk *books, lotPosition map[string]int64
 	if len(udID) > 0 {
 		b.Queue(`UPDATE debts SET outstanding = u.outstanding
 			  FROM unnest($1::text[], $2::numeric[]) AS u(id, outstanding) WHERE debts.id = u.id`, udID, udOutstanding)
+	}
+}
+
+// holdRows collects the holds a batch creates or changes.
+type holdRows struct {
+	id, member, partner, entry, status []string
+	position                           []int64
+	points, held, rate                 []decimal.Decimal
+	expires                            []time.Time
+	uID, uStatus                       []string
+	uHeld                              []decimal.Decimal
+	lHold, lLot                        []string
+	lSeq                               []int32
+	lPoints                            []decimal.Decimal
+}
+
+func (r *holdRows) add(h holdState, lotPosition map[string]int64) {
+	switch {
+	case h.fresh:
+		r.id, r.member, r.partner, r.entry, r.status = append(r.id, h.ID), append(r.member, h.Member), append(r.partner, h.Partner), append(r.entry, h.Entry), append(r.status, h.Status)
+		r.position = append(r.position, lotPosition[h.Entry])
+		r.points, r.held, r.rate = append(r.points, h.Points), append(r.held, h.Held), append(r.rate, h.Rate)
+		r.expires = append(r.expires, h.ExpiresAt)
+	case h.dirty:
+		r.uID, r.uStatus, r.uHeld = append(r.uID, h.ID), append(r.uStatus, h.Status), append(r.uHeld, h.Held)
+	default:
+		return
+	}
+	for i, hl := range h.lots {
+		r.lHold, r.lLot, r.lSeq, r.lPoints = append(r.lHold, h.ID), append(r.lLot, hl.lot), append(r.lSeq, int32(i)), append(r.lPoints, hl.points)
+	}
+}
+
+func (r *holdRows) queue(b *pgx.Batch) {
+	if len(r.id) > 0 {
+		b.Queue(`INSERT INTO holds (id, member_id, partner_id, entry_id, position, points, held, rate, expires_at, status)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::numeric[], $7::numeric[],
+			                     $8::numeric[], $9::timestamptz[], $10::text[])`,
+			r.id, r.member, r.partner, r.entry, r.position, r.points, r.held, r.rate, r.expires, r.status)
+	}
+	if len(r.uID) > 0 {
+		b.Queue(`UPDATE holds SET held = u.held, status = u.status
+			  FROM unnest($1::text[], $2::numeric[], $3::text[]) AS u(id, held, status) WHERE holds.id = u.id`,
+			r.uID, r.uHeld, r.uStatus)
+	}
+	if len(r.lHold) > 0 {
+		b.Queue(`INSERT INTO hold_lots (hold_id, seq, lot_id, points)
+			SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::numeric[])
+			ON CONFLICT (hold_id, seq) DO UPDATE SET points = EXCLUDED.points`,
+			r.lHold, r.lSeq, r.lLot, r.lPoints)
 	}
 }
