@@ -140,7 +140,9 @@ func testCutCommit(t *testing.T, afterServer bool) {
 	cutter := newCommitCutter(t, &cfg.Config, afterServer)
 	addr := cutter.ln.Addr().(*net.TCPAddr)
 	proxied := fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s sslmode=disable", addr.Port, cfg.User, cfg.Database)
-	ctx := context.Background()
+	// A proxy gone wrong must fail the test, not hang the suite.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	viaProxy, err := pg.Connect(ctx, proxied, 2)
 	if err != nil {
 		t.Fatal(err)

@@ -169,6 +169,11 @@ type Movement struct {
 	Points   decimal.Decimal `json:"points"`
 	Consumer string          `json:"consumer"`
 	Reason   string          `json:"reason"`
+	// Rate is the consumer's money per point for a consumption (redeem, clawback, debt):
+	// the terms its money legs, and any later reversal of them, follow from.
+	Rate decimal.Decimal `json:"rate"`
+	// ExpiresAt is the new lot's expiry, on the movement that creates it.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
 // Reasons of lot movements.

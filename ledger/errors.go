@@ -26,6 +26,8 @@ const (
 	CodeLotNotExpired       Code = "lot_not_expired"
 	CodeReversalTooLarge    Code = "reversal_exceeds_original"
 	CodeHoldNotOpen         Code = "hold_not_open"
+	CodeHoldExpired         Code = "hold_expired"
+	CodeForbidden           Code = "forbidden"
 	CodeCaptureTooLarge     Code = "capture_exceeds_hold"
 	CodeIdempotencyConflict Code = "idempotency_conflict"
 	CodeDuplicateReference  Code = "duplicate_reference"
@@ -38,9 +40,10 @@ type Class int
 
 // The classes of error.
 const (
-	ClassInvalid  Class = iota + 1 // the request breaks a rule: fix it (422)
-	ClassConflict                  // the request clashes with state or an earlier request (409)
-	ClassNotFound                  // something the request names does not exist (404)
+	ClassInvalid   Class = iota + 1 // the request breaks a rule: fix it (422)
+	ClassConflict                   // the request clashes with state or an earlier request (409)
+	ClassNotFound                   // something the request names does not exist (404)
+	ClassForbidden                  // the request acts on what another partner owns (403)
 )
 
 var codeClass = map[Code]Class{
@@ -48,6 +51,8 @@ var codeClass = map[Code]Class{
 	CodeDuplicateReference:  ClassConflict,
 	CodeBatchAborted:        ClassConflict,
 	CodeHoldNotOpen:         ClassConflict,
+	CodeHoldExpired:         ClassConflict,
+	CodeForbidden:           ClassForbidden,
 	CodeNotFound:            ClassNotFound,
 }
 

@@ -20,11 +20,13 @@ type canonicalPosting struct {
 }
 
 type canonicalMovement struct {
-	Lot      string `json:"lot"`
-	Issuer   string `json:"issuer"`
-	Points   string `json:"points"`
-	Consumer string `json:"consumer"`
-	Reason   string `json:"reason"`
+	Lot       string `json:"lot"`
+	Issuer    string `json:"issuer"`
+	Points    string `json:"points"`
+	Consumer  string `json:"consumer"`
+	Reason    string `json:"reason"`
+	Rate      string `json:"rate"`
+	ExpiresAt string `json:"expires_at"`
 }
 
 type canonicalEntry struct {
@@ -44,8 +46,9 @@ type canonicalEntry struct {
 }
 
 // CanonicalJSON returns the hashed form of an entry: RFC 8785 JSON with amounts at their
-// unit's scale, times in UTC at microseconds, postings and lot movements in the order the
-// journal holds them, the member by id only, and the previous entry's hash in hex.
+// unit's scale, times in UTC at microseconds, postings and lot movements (with the rate of
+// each consumption and the expiry of each new lot) in the order the journal holds them, the
+// member by id only, and the previous entry's hash in hex.
 func CanonicalJSON(e *Posted, u Units) ([]byte, error) {
 	c := canonicalEntry{
 		Position: e.Position, ID: e.ID, Kind: e.Kind, Partner: e.Partner, Member: e.Member,
@@ -64,7 +67,11 @@ func CanonicalJSON(e *Posted, u Units) ([]byte, error) {
 		c.Postings[i] = canonicalPosting{Account: p.Account, Unit: p.Unit, Amount: p.Amount.StringFixed(scale)}
 	}
 	for i, m := range e.Movements {
-		c.Movements[i] = canonicalMovement{Lot: m.Lot, Issuer: m.Issuer, Points: m.Points.StringFixed(u.PointsScale), Consumer: m.Consumer, Reason: m.Reason}
+		c.Movements[i] = canonicalMovement{Lot: m.Lot, Issuer: m.Issuer, Points: m.Points.StringFixed(u.PointsScale),
+			Consumer: m.Consumer, Reason: m.Reason, Rate: m.Rate.String()}
+		if m.ExpiresAt != nil {
+			c.Movements[i].ExpiresAt = formatTime(*m.ExpiresAt)
+		}
 	}
 	raw, err := json.Marshal(c)
 	if err != nil {

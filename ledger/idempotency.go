@@ -44,9 +44,17 @@ func (l *Ledger) MaintainIdempotencyKeys(ctx context.Context, now time.Time, kee
 		}
 		from, to := month.Format(time.RFC3339), month.AddDate(0, 1, 0).Format(time.RFC3339)
 		ident := pgx.Identifier{name}.Sanitize()
+		created := false
 		err := pg.InTx(ctx, l.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `LOCK TABLE idempotency_keys IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+				return err
+			}
+			// Another process may have made it while this one waited for the lock.
+			if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&exists); err != nil || exists {
+				return err
+			}
+			created = true
 			stmts := []string{
-				`LOCK TABLE idempotency_keys IN SHARE ROW EXCLUSIVE MODE`,
 				`CREATE TABLE ` + ident + ` (LIKE idempotency_keys INCLUDING DEFAULTS INCLUDING CONSTRAINTS)`,
 				fmt.Sprintf(`INSERT INTO %s SELECT * FROM idempotency_keys_default WHERE created_at >= '%s' AND created_at < '%s'`, ident, from, to),
 				fmt.Sprintf(`DELETE FROM idempotency_keys_default WHERE created_at >= '%s' AND created_at < '%s'`, from, to),
@@ -62,7 +70,9 @@ func (l *Ledger) MaintainIdempotencyKeys(ctx context.Context, now time.Time, kee
 		if err != nil {
 			return out, fmt.Errorf("create partition %s: %w", name, err)
 		}
-		out.Created = append(out.Created, name)
+		if created {
+			out.Created = append(out.Created, name)
+		}
 	}
 
 	cutoff := now.Add(-keep)

@@ -119,16 +119,34 @@ func (m *memberState) sortLots() {
 // consumption is an earlier redemption as a Restore sees it: which lots it took, how much
 // of each has come back, and the money legs it charged each issuer.
 type consumption struct {
-	entry     string
-	kind      EntryKind
-	member    string
-	consumer  string
-	lots      []string // in the order the consumption took them
-	taken     map[string]decimal.Decimal
-	restored  map[string]decimal.Decimal
-	issuer    map[string]string
-	money     map[string]decimal.Decimal // per issuer account: money charged
-	moneyBack map[string]decimal.Decimal // per issuer account: money reversed so far
+	entry    string
+	kind     EntryKind
+	member   string
+	consumer string
+	lots     []string // in the order the consumption took them
+	taken    map[string]decimal.Decimal
+	restored map[string]decimal.Decimal
+	issuer   map[string]string
+	rate     decimal.Decimal
+	money    map[string]decimal.Decimal // per issuer account: money charged
+}
+
+// moneyBack is the money a consumption has given back to issuer account acct once the
+// points restored so far are back: its charge in proportion to the restored points,
+// truncated, and exactly the charge once all the account's points are back. Each restore
+// gives back the growth of this figure, so the cumulative sum needs no memory of its own.
+func (c *consumption) moneyBack(acct string, scale int32) decimal.Decimal {
+	taken, restored := decimal.Zero, decimal.Zero
+	for _, id := range c.lots {
+		if SettlementAccount(c.issuer[id]) == acct {
+			taken = taken.Add(c.taken[id])
+			restored = restored.Add(c.restored[id])
+		}
+	}
+	if taken.IsZero() || !restored.LessThan(taken) {
+		return c.money[acct]
+	}
+	return c.money[acct].Mul(restored).Div(taken).Truncate(scale)
 }
 
 // original is an entry that a new entry reverses.
@@ -186,6 +204,9 @@ func validate(e *Entry) *Error {
 	if e.BusinessTime.IsZero() {
 		return Errorf(CodeInvalid, "business time is required")
 	}
+	if e.Import && e.Partner != OperatorIssuer {
+		return Errorf(CodeForbidden, "only the operator may import history older than the business-time window")
+	}
 	if len(e.Postings) > MaxPostings {
 		return Errorf(CodeTooManyPostings, "an entry has at most %d postings, this one has %d", MaxPostings, len(e.Postings))
 	}
@@ -206,8 +227,8 @@ func validate(e *Entry) *Error {
 		if err != nil {
 			return err
 		}
-		if a.IsMemberOwned() {
-			return Errorf(CodeInvalidAccount, "%s is a member account: member points move only through lot operations (earn, redeem, reverse, expire)", p.Account)
+		if !a.IsMoney() {
+			return Errorf(CodeInvalidAccount, "%s holds points: points move only through lot operations (earn, redeem, hold, reverse, expire), so that lots and accounts agree", p.Account)
 		}
 	}
 	return nil
@@ -263,7 +284,7 @@ func (b *books) plan(e *Entry) (*planned, *Error) {
 		}
 		p.postings = append(p.postings, Posting{Account: leg.Account, Unit: unit, Amount: leg.Amount})
 	}
-	if e.Reverses != "" && e.Op == nil {
+	if e.Reverses != "" {
 		if _, ok := b.originals[e.Reverses]; !ok {
 			return nil, Errorf(CodeNotFound, "entry %s, which this entry reverses, does not exist", e.Reverses)
 		}
@@ -324,6 +345,15 @@ func checkRate(rate decimal.Decimal) *Error {
 	return nil
 }
 
+// actsFor refuses an entry whose partner is neither owner nor the operator: a partner
+// posts only its own earns, redemptions, holds and their reversals.
+func actsFor(e *Entry, owner, what string) *Error {
+	if e.Partner == owner || e.Partner == OperatorIssuer {
+		return nil
+	}
+	return Errorf(CodeForbidden, "%s belongs to partner %s, not to %s", what, owner, e.Partner)
+}
+
 func (b *books) planOp(p *planned, m *memberState) *Error {
 	e := p.entry
 	switch op := e.Op.(type) {
@@ -354,6 +384,13 @@ func (b *books) planIssue(p *planned, m *memberState, op Issue) *Error {
 	if op.Issuer != OperatorIssuer && !ValidPartnerID(op.Issuer) {
 		return Errorf(CodeInvalid, "issuer %q is not a partner id", op.Issuer)
 	}
+	if err := actsFor(p.entry, op.Issuer, "an earn issued by "+op.Issuer); err != nil {
+		return err
+	}
+	if op.ExpiresAt != nil {
+		exp := op.ExpiresAt.UTC().Truncate(time.Microsecond)
+		op.ExpiresAt = &exp
+	}
 	if op.ExpiresAt != nil && !op.ExpiresAt.After(p.entry.BusinessTime) {
 		return Errorf(CodeInvalid, "the lot would expire (%s) before its business time", op.ExpiresAt.UTC().Format(time.RFC3339))
 	}
@@ -372,7 +409,7 @@ func (b *books) planIssue(p *planned, m *memberState, op Issue) *Error {
 	p.postings = append(p.postings,
 		b.pts(PartnerAccount(op.Issuer, "issued"), op.Points),
 		b.pts(MemberAccount(p.entry.Member), op.Points.Neg()))
-	p.movements = append(p.movements, Movement{Lot: lot.ID, Issuer: op.Issuer, Points: op.Points, Reason: ReasonEarn})
+	p.movements = append(p.movements, Movement{Lot: lot.ID, Issuer: op.Issuer, Points: op.Points, Reason: ReasonEarn, ExpiresAt: op.ExpiresAt})
 	m.balance = m.balance.Add(op.Points)
 	b.repayDebts(p, m)
 	return nil
@@ -387,7 +424,7 @@ type take struct {
 
 // consumeLots takes up to points from the member's available lots, earliest expiry first,
 // skipping the lot named by skip, and records the movements.
-func (b *books) consumeLots(p *planned, m *memberState, points decimal.Decimal, consumer, reason, skip string) []take {
+func (b *books) consumeLots(p *planned, m *memberState, points decimal.Decimal, consumer string, rate decimal.Decimal, reason, skip string) []take {
 	var takes []take
 	left := points
 	for i := range m.lots {
@@ -407,15 +444,16 @@ func (b *books) consumeLots(p *planned, m *memberState, points decimal.Decimal, 
 		l.dirty = true
 		left = left.Sub(x)
 		takes = append(takes, take{lot: l.ID, issuer: l.Issuer, points: x})
-		p.movements = append(p.movements, Movement{Lot: l.ID, Issuer: l.Issuer, Points: x.Neg(), Consumer: consumer, Reason: reason})
+		p.movements = append(p.movements, Movement{Lot: l.ID, Issuer: l.Issuer, Points: x.Neg(), Consumer: consumer, Reason: reason, Rate: rate})
 	}
 	return takes
 }
 
-// moneyLegs posts DESIGN's rule for a consumption: the value of the points taken,
+// charges is DESIGN's rule for a consumption: the value of the points taken,
 // round_half_up(points × rate), split over the issuers by points; every issuer other than
-// the consumer owes the consumer its share.
-func (b *books) moneyLegs(p *planned, takes []take, consumer string, rate decimal.Decimal) map[string]decimal.Decimal {
+// the consumer owes the consumer its share. It returns the share per issuer's settlement
+// account.
+func (b *books) charges(takes []take, consumer string, rate decimal.Decimal) map[string]decimal.Decimal {
 	charged := map[string]decimal.Decimal{}
 	perIssuer := map[string]decimal.Decimal{}
 	total := decimal.Zero
@@ -433,14 +471,26 @@ func (b *books) moneyLegs(p *planned, takes []take, consumer string, rate decima
 	sort.Slice(weights, func(i, j int) bool { return weights[i].Key < weights[j].Key })
 	value := RoundHalfUp(total.Mul(rate), b.units.MoneyScale)
 	shares := Split(value, b.units.MoneyScale, weights)
-	owed := decimal.Zero
 	for i, w := range weights {
-		if w.Key == consumer || !shares[i].IsPositive() {
-			continue
+		if w.Key != consumer && shares[i].IsPositive() {
+			charged[SettlementAccount(w.Key)] = shares[i]
 		}
-		p.postings = append(p.postings, b.money(SettlementAccount(w.Key), shares[i]))
-		charged[SettlementAccount(w.Key)] = shares[i]
-		owed = owed.Add(shares[i])
+	}
+	return charged
+}
+
+// moneyLegs posts the charges of a consumption and returns them.
+func (b *books) moneyLegs(p *planned, takes []take, consumer string, rate decimal.Decimal) map[string]decimal.Decimal {
+	charged := b.charges(takes, consumer, rate)
+	accounts := make([]string, 0, len(charged))
+	for acct := range charged {
+		accounts = append(accounts, acct)
+	}
+	sort.Strings(accounts)
+	owed := decimal.Zero
+	for _, acct := range accounts {
+		p.postings = append(p.postings, b.money(acct, charged[acct]))
+		owed = owed.Add(charged[acct])
 	}
 	if owed.IsPositive() {
 		p.postings = append(p.postings, b.money(SettlementAccount(consumer), owed.Neg()))
@@ -461,7 +511,7 @@ func (b *books) repayDebts(p *planned, m *memberState) {
 			return
 		}
 		x := decimal.Min(avail, d.Outstanding)
-		takes := b.consumeLots(p, m, x, d.Partner, ReasonDebt, "")
+		takes := b.consumeLots(p, m, x, d.Partner, d.Rate, ReasonDebt, "")
 		b.moneyLegs(p, takes, d.Partner, d.Rate)
 		d.Outstanding = d.Outstanding.Sub(x)
 		d.dirty = true
@@ -475,6 +525,9 @@ func (b *books) planConsume(p *planned, m *memberState, op Consume) *Error {
 	if !ValidPartnerID(op.Consumer) {
 		return Errorf(CodeInvalid, "consumer %q is not a partner id", op.Consumer)
 	}
+	if err := actsFor(p.entry, op.Consumer, "a redemption at "+op.Consumer); err != nil {
+		return err
+	}
 	if err := checkRate(op.Rate); err != nil {
 		return err
 	}
@@ -482,7 +535,7 @@ func (b *books) planConsume(p *planned, m *memberState, op Consume) *Error {
 		return Errorf(CodeInsufficientPoints, "the member has %s points available, %s were asked for", avail, op.Points).
 			With("available", avail.String()).With("requested", op.Points.String())
 	}
-	takes := b.consumeLots(p, m, op.Points, op.Consumer, ReasonRedeem, "")
+	takes := b.consumeLots(p, m, op.Points, op.Consumer, op.Rate, ReasonRedeem, "")
 	p.postings = append(p.postings,
 		b.pts(MemberAccount(p.entry.Member), op.Points),
 		b.pts(PartnerAccount(op.Consumer, "redeemed"), op.Points.Neg()))
@@ -491,7 +544,7 @@ func (b *books) planConsume(p *planned, m *memberState, op Consume) *Error {
 	// A later entry of the same batch may reverse this one.
 	c := &consumption{entry: p.id, kind: p.entry.Kind, member: p.entry.Member, consumer: op.Consumer,
 		taken: map[string]decimal.Decimal{}, restored: map[string]decimal.Decimal{}, issuer: map[string]string{},
-		money: charged, moneyBack: map[string]decimal.Decimal{}}
+		rate: op.Rate, money: charged}
 	for _, t := range takes {
 		c.lots = append(c.lots, t.lot)
 		c.taken[t.lot] = t.points
@@ -507,6 +560,9 @@ func (b *books) planReserve(p *planned, m *memberState, op Reserve) *Error {
 	}
 	if !ValidPartnerID(op.Consumer) {
 		return Errorf(CodeInvalid, "consumer %q is not a partner id", op.Consumer)
+	}
+	if err := actsFor(p.entry, op.Consumer, "a hold for "+op.Consumer); err != nil {
+		return err
 	}
 	if err := checkRate(op.Rate); err != nil {
 		return err
@@ -566,6 +622,12 @@ func (b *books) planCapture(p *planned, m *memberState, op Capture) *Error {
 	if err != nil {
 		return err
 	}
+	if err := actsFor(p.entry, h.Partner, "hold "+h.ID); err != nil {
+		return err
+	}
+	if p.entry.BusinessTime.After(h.ExpiresAt) || b.now.After(h.ExpiresAt) {
+		return Errorf(CodeHoldExpired, "hold %s expired at %s: it can only be voided", h.ID, h.ExpiresAt.Format(time.RFC3339))
+	}
 	points := op.Points
 	if points.IsZero() {
 		points = h.Held
@@ -585,7 +647,7 @@ func (b *books) planCapture(p *planned, m *memberState, op Capture) *Error {
 		if x.IsPositive() {
 			lot.Remaining = lot.Remaining.Sub(x)
 			takes = append(takes, take{lot: lot.ID, issuer: lot.Issuer, points: x})
-			p.movements = append(p.movements, Movement{Lot: lot.ID, Issuer: lot.Issuer, Points: x.Neg(), Consumer: h.Partner, Reason: ReasonRedeem})
+			p.movements = append(p.movements, Movement{Lot: lot.ID, Issuer: lot.Issuer, Points: x.Neg(), Consumer: h.Partner, Reason: ReasonRedeem, Rate: h.Rate})
 			left = left.Sub(x)
 		}
 		// Whatever the capture does not take is released.
@@ -608,7 +670,7 @@ func (b *books) planCapture(p *planned, m *memberState, op Capture) *Error {
 	p.hold = &settled
 	c := &consumption{entry: p.id, kind: p.entry.Kind, member: p.entry.Member, consumer: h.Partner,
 		taken: map[string]decimal.Decimal{}, restored: map[string]decimal.Decimal{}, issuer: map[string]string{},
-		money: charged, moneyBack: map[string]decimal.Decimal{}}
+		rate: h.Rate, money: charged}
 	for _, t := range takes {
 		c.lots = append(c.lots, t.lot)
 		c.taken[t.lot] = t.points
@@ -622,6 +684,9 @@ func (b *books) planCapture(p *planned, m *memberState, op Capture) *Error {
 func (b *books) planRelease(p *planned, m *memberState, op Release) *Error {
 	h, err := openHold(m, op.Hold, p.entry.Member)
 	if err != nil {
+		return err
+	}
+	if err := actsFor(p.entry, h.Partner, "hold "+h.ID); err != nil {
 		return err
 	}
 	for i := range h.lots {
@@ -654,6 +719,9 @@ func (b *books) planClawback(p *planned, m *memberState, op Clawback) *Error {
 	if lot == nil {
 		return Errorf(CodeNotFound, "lot %s of member %s does not exist", op.Lot, p.entry.Member)
 	}
+	if err := actsFor(p.entry, lot.Issuer, "the earn that issued lot "+lot.ID); err != nil {
+		return err
+	}
 	if p.entry.Reverses == "" {
 		p.entry.Reverses = lot.Entry
 	} else if p.entry.Reverses != lot.Entry {
@@ -683,7 +751,7 @@ func (b *books) planClawback(p *planned, m *memberState, op Clawback) *Error {
 			Movement{Lot: lot.ID, Issuer: issuer, Points: fromExpired, Consumer: issuer, Reason: ReasonUnexpire},
 			Movement{Lot: lot.ID, Issuer: issuer, Points: fromExpired.Neg(), Consumer: issuer, Reason: ReasonReversal})
 	}
-	takes := b.consumeLots(p, m, left, issuer, ReasonClawback, lot.ID)
+	takes := b.consumeLots(p, m, left, issuer, op.Rate, ReasonClawback, lot.ID)
 	fromOthers := decimal.Zero
 	for _, t := range takes {
 		fromOthers = fromOthers.Add(t.points)
@@ -715,6 +783,9 @@ func (b *books) planRestore(p *planned, m *memberState, op Restore) *Error {
 	if c == nil || c.member != p.entry.Member {
 		return Errorf(CodeNotFound, "redemption %s of member %s does not exist", op.Of, p.entry.Member)
 	}
+	if err := actsFor(p.entry, c.consumer, "redemption "+c.entry); err != nil {
+		return err
+	}
 	if p.entry.Reverses == "" {
 		p.entry.Reverses = c.entry
 	} else if p.entry.Reverses != c.entry {
@@ -743,6 +814,15 @@ func (b *books) planRestore(p *planned, m *memberState, op Restore) *Error {
 			return Errorf(CodeNotFound, "lot %s of redemption %s is missing", id, c.entry)
 		}
 	}
+	issuers := make([]string, 0, len(c.money))
+	for acct := range c.money {
+		issuers = append(issuers, acct)
+	}
+	sort.Strings(issuers)
+	before := make(map[string]decimal.Decimal, len(issuers))
+	for _, acct := range issuers {
+		before[acct] = c.moneyBack(acct, b.units.MoneyScale)
+	}
 	left := points
 	for i := len(c.lots) - 1; i >= 0 && left.IsPositive(); i-- {
 		id := c.lots[i]
@@ -755,36 +835,17 @@ func (b *books) planRestore(p *planned, m *memberState, op Restore) *Error {
 		lot.dirty = true
 		c.restored[id] = c.restored[id].Add(x)
 		left = left.Sub(x)
-		p.movements = append(p.movements, Movement{Lot: id, Issuer: lot.Issuer, Points: x, Consumer: c.consumer, Reason: ReasonRestore})
+		p.movements = append(p.movements, Movement{Lot: id, Issuer: lot.Issuer, Points: x, Consumer: c.consumer, Reason: ReasonRestore, Rate: c.rate})
 	}
 	m.sortLots()
 	p.postings = append(p.postings,
 		b.pts(PartnerAccount(c.consumer, "redeemed"), points),
 		b.pts(MemberAccount(p.entry.Member), points.Neg()))
-	// Money goes back per issuer in proportion to the points given back, cumulatively, so
-	// that a whole reversal returns every leg to the cent.
-	issuers := make([]string, 0, len(c.money))
-	for acct := range c.money {
-		issuers = append(issuers, acct)
-	}
-	sort.Strings(issuers)
 	back := decimal.Zero
 	for _, acct := range issuers {
-		taken, restored := decimal.Zero, decimal.Zero
-		for _, id := range c.lots {
-			if SettlementAccount(c.issuer[id]) == acct {
-				taken = taken.Add(c.taken[id])
-				restored = restored.Add(c.restored[id])
-			}
-		}
-		target := c.money[acct]
-		if restored.LessThan(taken) {
-			target = c.money[acct].Mul(restored).Div(taken).Truncate(b.units.MoneyScale)
-		}
-		delta := target.Sub(c.moneyBack[acct])
+		delta := c.moneyBack(acct, b.units.MoneyScale).Sub(before[acct])
 		if delta.IsPositive() {
 			p.postings = append(p.postings, b.money(acct, delta.Neg()))
-			c.moneyBack[acct] = target
 			back = back.Add(delta)
 		}
 	}
@@ -797,6 +858,9 @@ func (b *books) planRestore(p *planned, m *memberState, op Restore) *Error {
 }
 
 func (b *books) planExpire(p *planned, m *memberState, op Expire) *Error {
+	if p.entry.Partner != OperatorIssuer {
+		return Errorf(CodeForbidden, "only the operator expires points")
+	}
 	lot := m.lot(op.Lot)
 	if lot == nil {
 		return Errorf(CodeNotFound, "lot %s of member %s does not exist", op.Lot, p.entry.Member)

@@ -33,12 +33,14 @@ type mTake struct {
 type mRedemption struct {
 	id       string
 	member   string
+	consumer string
 	takes    []mTake
 	restored int64
 }
 
 type mHold struct {
 	id, member string
+	expiresAt  time.Time
 	lots       []mTake // what it reserves, in order
 	held       int64
 	open       bool
@@ -169,7 +171,7 @@ func TestLedgerAgainstModel(t *testing.T) {
 					break
 				}
 				want("hold", code, "")
-				h := &mHold{id: p.Hold.ID, member: member, held: pts, open: true}
+				h := &mHold{id: p.Hold.ID, member: member, held: pts, open: true, expiresAt: clk.Now().Add(time.Hour)}
 				n := pts
 				for _, l := range mm.sorted() {
 					x := min(n, l.remaining-l.held)
@@ -199,6 +201,10 @@ func TestLedgerAgainstModel(t *testing.T) {
 					want("capture/void", code, ledger.CodeHoldNotOpen)
 					break
 				}
+				if op == 11 && clk.Now().After(h.expiresAt) {
+					want("capture", code, ledger.CodeHoldExpired)
+					break
+				}
 				if op == 11 && pts > h.held {
 					want("capture", code, ledger.CodeCaptureTooLarge)
 					break
@@ -222,7 +228,7 @@ func TestLedgerAgainstModel(t *testing.T) {
 				hm.balance += h.held - pts
 				h.held, h.open = 0, false
 				if op == 11 {
-					m.redemptions = append(m.redemptions, &mRedemption{id: p.ID, member: h.member, takes: takes})
+					m.redemptions = append(m.redemptions, &mRedemption{id: p.ID, member: h.member, consumer: "web", takes: takes})
 				}
 				hm.repay()
 			case op <= 3: // earn
@@ -254,7 +260,7 @@ func TestLedgerAgainstModel(t *testing.T) {
 				want("redeem", code, "")
 				_, takes := mm.consume(pts, nil)
 				mm.balance -= pts
-				m.redemptions = append(m.redemptions, &mRedemption{id: p.ID, member: member, takes: takes})
+				m.redemptions = append(m.redemptions, &mRedemption{id: p.ID, member: member, consumer: consumer, takes: takes})
 			case op == 6: // earn reversal
 				if len(m.lots) == 0 {
 					break
@@ -295,7 +301,7 @@ func TestLedgerAgainstModel(t *testing.T) {
 				}
 				left := total - r.restored
 				pts := rapid.Int64Range(0, total).Draw(rt, "restore points") // 0: all that is left
-				_, code := post(ledger.Entry{Kind: ledger.EntryRedemptionReversal, Partner: "shop", Member: r.member,
+				_, code := post(ledger.Entry{Kind: ledger.EntryRedemptionReversal, Partner: r.consumer, Member: r.member,
 					Op: ledger.Restore{Of: r.id, Points: decimal.NewFromInt(pts)}})
 				if pts == 0 {
 					pts = left

@@ -258,14 +258,19 @@ func (l *Ledger) Journal(ctx context.Context, after int64, limit int) ([]Posted,
 			})
 			return err
 		})
-	b.Queue(`SELECT position, lot_id, issuer, points, consumer, reason FROM lot_movements
+	b.Queue(`SELECT position, lot_id, issuer, points, consumer, reason, rate, expires_at FROM lot_movements
 		  WHERE position > $1 AND position <= $1 + $2 ORDER BY position, seq`, after, limit).
 		Query(func(rows pgx.Rows) error {
 			var pos int64
 			var m Movement
-			_, err := pgx.ForEachRow(rows, []any{&pos, &m.Lot, &m.Issuer, &m.Points, &m.Consumer, &m.Reason}, func() error {
+			_, err := pgx.ForEachRow(rows, []any{&pos, &m.Lot, &m.Issuer, &m.Points, &m.Consumer, &m.Reason, &m.Rate, &m.ExpiresAt}, func() error {
 				if i, ok := index[pos]; ok {
-					page[i].Movements = append(page[i].Movements, m)
+					mv := m
+					if mv.ExpiresAt != nil {
+						t := mv.ExpiresAt.UTC()
+						mv.ExpiresAt = &t
+					}
+					page[i].Movements = append(page[i].Movements, mv)
 				}
 				return nil
 			})

@@ -234,11 +234,6 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 	// Round trip 1: lock, in this order, the idempotency keys and references (advisory),
 	// the member accounts (sorted), then the journal head; and load what planning needs.
 	b := &pgx.Batch{}
-	var currency string
-	var pointsScale int32
-	b.Queue(`SELECT currency, points_scale FROM coalition FOR SHARE`).QueryRow(func(r pgx.Row) error {
-		return r.Scan(&currency, &pointsScale)
-	})
 	if len(locks.advisory) > 0 {
 		b.Queue(`SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest($1::bigint[]) AS k ORDER BY 1) s`, locks.advisory)
 	}
@@ -290,11 +285,17 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 				})
 				return err
 			})
+		// Three indexed look-ups, not one OR that would scan every lot ever issued: the
+		// members' lots that hold points, and the lots that reversals and expiries name.
 		b.Queue(`SELECT id, member_id, issuer, entry_id, position, points, remaining, held, expired, expires_at
-			  FROM lots
-			 WHERE member_id = ANY($1)
-			   AND (remaining > 0 OR id = ANY($2)
-			        OR id IN (SELECT lot_id FROM lot_movements WHERE entry_id = ANY($3)))`,
+			  FROM lots WHERE member_id = ANY($1) AND remaining > 0
+			UNION
+			SELECT id, member_id, issuer, entry_id, position, points, remaining, held, expired, expires_at
+			  FROM lots WHERE id = ANY($2) AND member_id = ANY($1)
+			UNION
+			SELECT l.id, l.member_id, l.issuer, l.entry_id, l.position, l.points, l.remaining, l.held, l.expired, l.expires_at
+			  FROM lots l JOIN lot_movements m ON m.lot_id = l.id
+			 WHERE m.entry_id = ANY($3) AND l.member_id = ANY($1)`,
 			locks.members, locks.lots, locks.restores).
 			Query(func(rows pgx.Rows) error {
 				var lot Lot
@@ -330,7 +331,7 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 		b.Queue(`SELECT l.member_id, l.entry_id, COALESCE(sum(-p.amount), 0)
 			  FROM lots l
 			  JOIN entries e ON e.reverses = l.entry_id
-			  JOIN postings p ON p.entry_id = e.id AND p.account = 'partner:' || l.issuer || ':issued'
+			  JOIN postings p ON p.position = e.position AND p.account = 'partner:' || l.issuer || ':issued'
 			 WHERE l.id = ANY($1)
 			 GROUP BY 1, 2`, locks.clawLots).
 			Query(func(rows pgx.Rows) error {
@@ -362,6 +363,13 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 	b.Queue(`SELECT position, hash, recorded_at FROM journal_head FOR UPDATE`).QueryRow(func(r pgx.Row) error {
 		return r.Scan(&head.position, &head.hash, &head.recordedAt)
 	})
+	// The settings are read under the head lock, which a change of them takes too: a
+	// batch never posts in a currency or scale that changed after it read them.
+	var currency string
+	var pointsScale int32
+	b.Queue(`SELECT currency, points_scale FROM coalition`).QueryRow(func(r pgx.Row) error {
+		return r.Scan(&currency, &pointsScale)
+	})
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
 	}
@@ -370,6 +378,9 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 		return nil, fmt.Errorf("coalition settings: %w", err)
 	}
 	bk.units = units
+	// Lots created by this batch come after every lot already in the journal.
+	bk.nextOrder = head.position
+	bk.chargeConsumptions()
 	for _, m := range bk.members {
 		m.sortLots()
 	}
@@ -521,21 +532,21 @@ func (l *Ledger) queueConsumptions(b *pgx.Batch, bk *books, of []string) {
 		c := bk.consumptions[id]
 		if c == nil {
 			c = &consumption{entry: id, taken: map[string]decimal.Decimal{}, restored: map[string]decimal.Decimal{},
-				issuer: map[string]string{}, money: map[string]decimal.Decimal{}, moneyBack: map[string]decimal.Decimal{}}
+				issuer: map[string]string{}}
 			bk.consumptions[id] = c
 		}
 		return c
 	}
-	b.Queue(`SELECT m.entry_id, e.kind, e.member_id, m.lot_id, m.issuer, -m.points, m.consumer
+	b.Queue(`SELECT m.entry_id, e.kind, e.member_id, m.lot_id, m.issuer, -m.points, m.consumer, m.rate
 		  FROM lot_movements m JOIN entries e ON e.id = m.entry_id
 		 WHERE m.entry_id = ANY($1) AND m.reason = 'redeem'
 		 ORDER BY m.position, m.seq`, of).
 		Query(func(rows pgx.Rows) error {
 			var entry, kind, member, lot, issuer, consumer string
-			var pts decimal.Decimal
-			_, err := pgx.ForEachRow(rows, []any{&entry, &kind, &member, &lot, &issuer, &pts, &consumer}, func() error {
+			var pts, rate decimal.Decimal
+			_, err := pgx.ForEachRow(rows, []any{&entry, &kind, &member, &lot, &issuer, &pts, &consumer, &rate}, func() error {
 				c := get(entry)
-				c.kind, c.member, c.consumer = EntryKind(kind), member, consumer
+				c.kind, c.member, c.consumer, c.rate = EntryKind(kind), member, consumer, rate
 				if _, ok := c.taken[lot]; !ok {
 					c.lots = append(c.lots, lot)
 				}
@@ -546,7 +557,7 @@ func (l *Ledger) queueConsumptions(b *pgx.Batch, bk *books, of []string) {
 			return err
 		})
 	b.Queue(`SELECT e.reverses, m.lot_id, sum(m.points)
-		  FROM lot_movements m JOIN entries e ON e.id = m.entry_id
+		  FROM entries e JOIN lot_movements m ON m.entry_id = e.id
 		 WHERE e.reverses = ANY($1) AND m.reason = 'restore'
 		 GROUP BY 1, 2`, of).
 		Query(func(rows pgx.Rows) error {
@@ -558,30 +569,19 @@ func (l *Ledger) queueConsumptions(b *pgx.Batch, bk *books, of []string) {
 			})
 			return err
 		})
-	b.Queue(`SELECT entry_id, account, sum(amount) FROM postings
-		 WHERE entry_id = ANY($1) AND unit <> 'PTS' AND amount > 0 GROUP BY 1, 2`, of).
-		Query(func(rows pgx.Rows) error {
-			var entry, account string
-			var amt decimal.Decimal
-			_, err := pgx.ForEachRow(rows, []any{&entry, &account, &amt}, func() error {
-				get(entry).money[account] = amt
-				return nil
-			})
-			return err
-		})
-	b.Queue(`SELECT e.reverses, p.account, sum(-p.amount)
-		  FROM postings p JOIN entries e ON e.id = p.entry_id
-		 WHERE e.reverses = ANY($1) AND p.unit <> 'PTS' AND p.amount < 0
-		 GROUP BY 1, 2`, of).
-		Query(func(rows pgx.Rows) error {
-			var entry, account string
-			var amt decimal.Decimal
-			_, err := pgx.ForEachRow(rows, []any{&entry, &account, &amt}, func() error {
-				get(entry).moneyBack[account] = amt
-				return nil
-			})
-			return err
-		})
+}
+
+// chargeConsumptions works out what each loaded consumption charged, from the points it
+// took and its rate, by the same rule that charged it: never from the entry's postings,
+// which may also hold the legs of a debt repaid in the same entry.
+func (bk *books) chargeConsumptions() {
+	for _, c := range bk.consumptions {
+		takes := make([]take, 0, len(c.lots))
+		for _, id := range c.lots {
+			takes = append(takes, take{lot: id, issuer: c.issuer[id], points: c.taken[id]})
+		}
+		c.money = bk.charges(takes, c.consumer, c.rate)
+	}
 }
 
 // write is the second round trip: every row of the batch, then the new head.
@@ -602,7 +602,8 @@ func (l *Ledger) write(ctx context.Context, tx pgx.Tx, units Units, entries []En
 		mSeq                                  []int32
 		mEntry, mLot, mMember, mIssuer, mCons []string
 		mReason                               []string
-		mPoints                               []decimal.Decimal
+		mPoints, mRate                        []decimal.Decimal
+		mExpires                              []*time.Time
 	)
 	deltas := map[string]decimal.Decimal{}
 	for _, r := range results {
@@ -643,6 +644,8 @@ func (l *Ledger) write(ctx context.Context, tx pgx.Tx, units Units, entries []En
 			mPoints = append(mPoints, m.Points)
 			mCons = append(mCons, m.Consumer)
 			mReason = append(mReason, m.Reason)
+			mRate = append(mRate, m.Rate)
+			mExpires = append(mExpires, m.ExpiresAt)
 		}
 	}
 
@@ -684,9 +687,10 @@ func (l *Ledger) write(ctx context.Context, tx pgx.Tx, units Units, entries []En
 	}
 	l.queueLots(b, bk, lotPosition)
 	if len(mLot) > 0 {
-		b.Queue(`INSERT INTO lot_movements (position, seq, entry_id, lot_id, member_id, issuer, points, consumer, reason)
-			SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::numeric[], $8::text[], $9::text[])`,
-			mPos, mSeq, mEntry, mLot, mMember, mIssuer, mPoints, mCons, mReason)
+		b.Queue(`INSERT INTO lot_movements (position, seq, entry_id, lot_id, member_id, issuer, points, consumer, reason, rate, expires_at)
+			SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::numeric[], $8::text[],
+			                     $9::text[], $10::numeric[], $11::timestamptz[])`,
+			mPos, mSeq, mEntry, mLot, mMember, mIssuer, mPoints, mCons, mReason, mRate, mExpires)
 	}
 
 	// Idempotency records: the first answer to each key, refusals included.

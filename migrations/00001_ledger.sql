@@ -1,7 +1,7 @@
 -- +goose Up
 
 -- The coalition's settings that the engine needs: one row. The points scale and the
--- currency freeze at the first journal entry (enforced by the engine and by a trigger).
+-- currency freeze at the first journal entry (enforced by a trigger).
 CREATE TABLE coalition (
     id           boolean PRIMARY KEY DEFAULT true CHECK (id),
     currency     text    NOT NULL DEFAULT 'USD' CHECK (currency ~ '^[A-Z]{3}$'),
@@ -88,7 +88,8 @@ CREATE INDEX lots_expiry_idx ON lots (expires_at) WHERE remaining > held;
 
 -- Lot movements are part of an entry: hashed with it, immutable. points is signed
 -- (positive: into the lot; negative: out of it). consumer is the partner on whose behalf
--- points left a lot (the redeeming or clawing partner), empty otherwise.
+-- points left a lot (the redeeming or clawing partner), empty otherwise; rate is the money
+-- per point a consumption was valued at; expires_at is a new lot's expiry.
 CREATE TABLE lot_movements (
     position  bigint  NOT NULL,
     seq       integer NOT NULL,
@@ -99,6 +100,8 @@ CREATE TABLE lot_movements (
     points    numeric NOT NULL CHECK (points <> 0),
     consumer  text    NOT NULL DEFAULT '',
     reason    text    NOT NULL,
+    rate       numeric NOT NULL DEFAULT 0 CHECK (rate >= 0),
+    expires_at timestamptz,
     PRIMARY KEY (position, seq)
 );
 CREATE INDEX lot_movements_lot_idx ON lot_movements (lot_id, position);
@@ -178,6 +181,8 @@ CREATE TRIGGER postings_balance AFTER INSERT ON postings
 -- +goose StatementBegin
 CREATE FUNCTION coalition_units_frozen() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- Wait for any batch being written: the writer reads the settings under this lock.
+    PERFORM 1 FROM journal_head FOR UPDATE;
     IF (NEW.currency <> OLD.currency OR NEW.points_scale <> OLD.points_scale)
        AND EXISTS (SELECT 1 FROM entries) THEN
         RAISE EXCEPTION 'the coalition''s currency and points scale are frozen once the journal has entries'

@@ -63,7 +63,7 @@ func Run(ctx context.Context, l *ledger.Ledger, w io.Writer, now time.Time) erro
 		return err
 	}
 	old := earn(boris, "webshop", 300, in(-2))
-	old.BusinessTime, old.Import = now.AddDate(0, 0, -92), true
+	old.Partner, old.BusinessTime, old.Import = ledger.OperatorIssuer, now.AddDate(0, 0, -92), true // the operator imports history
 	oldLot, err := post("(history) Boris's 300 webshop points, 90-day expiry", old)
 	if err != nil {
 		return err
