@@ -200,6 +200,9 @@ type Lot struct {
 	Held      decimal.Decimal `json:"held"`
 	Expired   decimal.Decimal `json:"expired"`
 	ExpiresAt *time.Time      `json:"expires_at"`
+	// BusinessDay is the date of the earn's business time in the coalition's time zone
+	// ("2006-01-02"), the day its points count towards the member's tier.
+	BusinessDay string `json:"business_day,omitempty"`
 }
 
 // Available returns the lot's points that are neither held nor gone.

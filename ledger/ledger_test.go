@@ -545,3 +545,34 @@ func TestMetadataIsCanonicalAndHashed(t *testing.T) {
 	}
 	sound(t, l)
 }
+
+// Earned points are kept per business day in the coalition's time zone; a reversal counts
+// against the day of the earn it reverses, and an award counts like an earn.
+func TestEarnedDaysForTiers(t *testing.T) {
+	t.Parallel()
+	l, c := open(t)
+	ctx := context.Background()
+	if _, err := l.Pool().Exec(ctx, `UPDATE coalition SET time_zone = 'Europe/Moscow'`); err != nil {
+		t.Fatal(err)
+	}
+	late := earn("m", "a", "100", "") // 23:30 UTC on 1 March is 2 March in Moscow
+	late.BusinessTime = time.Date(2026, 3, 1, 23, 30, 0, 0, time.UTC)
+	e := mustPost(t, l, late)
+	if e.Lot.BusinessDay != "2026-03-02" {
+		t.Fatalf("business day = %q", e.Lot.BusinessDay)
+	}
+	award := ledger.Entry{Kind: ledger.EntryAward, Partner: "operator", Member: "m", BusinessTime: t0,
+		Op: ledger.Issue{Points: d("7"), Issuer: ledger.OperatorIssuer}}
+	mustPost(t, l, award)
+	c.advance(24 * time.Hour)
+	mustPost(t, l, ledger.Entry{Kind: ledger.EntryEarnReversal, Partner: "a", Member: "m", BusinessTime: c.Now(),
+		Op: ledger.Clawback{Lot: e.Lot.ID, Points: d("30"), Rate: d("0")}})
+	got, err := l.EarnedBetween(ctx, "m", "2026-03-02", "2026-03-03")
+	if err != nil || !got.Equal(d("77")) {
+		t.Fatalf("earned on 2 March = %s, %v; want 100 + 7 − 30", got, err)
+	}
+	got, _ = l.EarnedBetween(ctx, "m", "2026-03-03", "2026-03-04")
+	if !got.IsZero() {
+		t.Fatalf("earned on 3 March = %s, want 0", got)
+	}
+}

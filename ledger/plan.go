@@ -56,6 +56,7 @@ type memberState struct {
 	debts    []debtState     // oldest first
 	holds    []holdState     // the holds the batch names or creates
 	reversed map[string]decimal.Decimal
+	earned   map[string]decimal.Decimal // net points earned by business day, this batch's change
 }
 
 func (m *memberState) clone() *memberState {
@@ -70,6 +71,10 @@ func (m *memberState) clone() *memberState {
 	c.reversed = make(map[string]decimal.Decimal, len(m.reversed))
 	for k, v := range m.reversed {
 		c.reversed[k] = v
+	}
+	c.earned = make(map[string]decimal.Decimal, len(m.earned))
+	for k, v := range m.earned {
+		c.earned[k] = v
 	}
 	return &c
 }
@@ -160,6 +165,7 @@ type original struct {
 // changed only by plan, entry by entry; a rejected entry leaves it as it was.
 type books struct {
 	units        Units
+	zone         *time.Location // the coalition's time zone: business days
 	now          time.Time
 	window       Window
 	newID        func() string
@@ -395,10 +401,13 @@ func (b *books) planIssue(p *planned, m *memberState, op Issue) *Error {
 		return Errorf(CodeInvalid, "the lot would expire (%s) before its business time", op.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	b.nextOrder++
+	day := p.entry.BusinessTime.In(b.zone).Format(time.DateOnly)
+	m.earned[day] = m.earned[day].Add(op.Points)
 	lot := lotState{
 		Lot: Lot{
 			ID: b.newID(), Member: p.entry.Member, Issuer: op.Issuer, Entry: p.id,
 			Points: op.Points, Remaining: op.Points, Held: decimal.Zero, Expired: decimal.Zero, ExpiresAt: op.ExpiresAt,
+			BusinessDay: day,
 		},
 		order: b.nextOrder, dirty: true, fresh: true,
 	}
@@ -775,6 +784,10 @@ func (b *books) planClawback(p *planned, m *memberState, op Clawback) *Error {
 	b.moneyLegs(p, takes, issuer, op.Rate)
 	m.balance = m.balance.Sub(fromMember)
 	m.reversed[lot.Entry] = done.Add(op.Points)
+	// A reversal counts against the tier on the original earn's day.
+	if lot.BusinessDay != "" {
+		m.earned[lot.BusinessDay] = m.earned[lot.BusinessDay].Sub(op.Points)
+	}
 	return nil
 }
 

@@ -179,6 +179,19 @@ func (l *Ledger) Lots(ctx context.Context, member string) ([]Lot, error) {
 	})
 }
 
+// EarnedBetween returns a member's net points earned (earns and awards in, earn reversals
+// out on the original earn's day) over the business days [from, to), dates in the
+// coalition's time zone as "2006-01-02".
+func (l *Ledger) EarnedBetween(ctx context.Context, member, from, to string) (decimal.Decimal, error) {
+	var n decimal.Decimal
+	err := l.pool.QueryRow(ctx, `SELECT COALESCE(sum(points), 0) FROM member_earned_days
+		WHERE member_id = $1 AND day >= $2::date AND day < $3::date`, member, from, to).Scan(&n)
+	if err != nil {
+		return decimal.Zero, fmt.Errorf("points earned by %s: %w", member, err)
+	}
+	return n, nil
+}
+
 // Debts returns a member's outstanding debts, oldest first.
 func (l *Ledger) Debts(ctx context.Context, member string) ([]Debt, error) {
 	rows, err := l.pool.Query(ctx, `

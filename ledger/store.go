@@ -222,7 +222,7 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 		originals: map[string]original{}, references: map[string]bool{},
 	}
 	for _, m := range locks.members {
-		bk.members[m] = &memberState{reversed: map[string]decimal.Decimal{}}
+		bk.members[m] = &memberState{reversed: map[string]decimal.Decimal{}, earned: map[string]decimal.Decimal{}}
 	}
 	stored := map[string]storedKey{}
 	var head struct {
@@ -287,20 +287,21 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 			})
 		// Three indexed look-ups, not one OR that would scan every lot ever issued: the
 		// members' lots that hold points, and the lots that reversals and expiries name.
-		b.Queue(`SELECT id, member_id, issuer, entry_id, position, points, remaining, held, expired, expires_at
+		b.Queue(`SELECT id, member_id, issuer, entry_id, position, points, remaining, held, expired, expires_at, COALESCE(business_day::text, '')
 			  FROM lots WHERE member_id = ANY($1) AND remaining > 0
 			UNION
-			SELECT id, member_id, issuer, entry_id, position, points, remaining, held, expired, expires_at
+			SELECT id, member_id, issuer, entry_id, position, points, remaining, held, expired, expires_at, COALESCE(business_day::text, '')
 			  FROM lots WHERE id = ANY($2) AND member_id = ANY($1)
 			UNION
-			SELECT l.id, l.member_id, l.issuer, l.entry_id, l.position, l.points, l.remaining, l.held, l.expired, l.expires_at
+			SELECT l.id, l.member_id, l.issuer, l.entry_id, l.position, l.points, l.remaining, l.held, l.expired, l.expires_at,
+			       COALESCE(l.business_day::text, '')
 			  FROM lots l JOIN lot_movements m ON m.lot_id = l.id
 			 WHERE m.entry_id = ANY($3) AND l.member_id = ANY($1)`,
 			locks.members, locks.lots, locks.restores).
 			Query(func(rows pgx.Rows) error {
 				var lot Lot
 				_, err := pgx.ForEachRow(rows, []any{&lot.ID, &lot.Member, &lot.Issuer, &lot.Entry, &lot.Position,
-					&lot.Points, &lot.Remaining, &lot.Held, &lot.Expired, &lot.ExpiresAt}, func() error {
+					&lot.Points, &lot.Remaining, &lot.Held, &lot.Expired, &lot.ExpiresAt, &lot.BusinessDay}, func() error {
 					l := lot
 					if l.ExpiresAt != nil {
 						t := l.ExpiresAt.UTC()
@@ -365,10 +366,10 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 	})
 	// The settings are read under the head lock, which a change of them takes too: a
 	// batch never posts in a currency or scale that changed after it read them.
-	var currency string
+	var currency, zone string
 	var pointsScale int32
-	b.Queue(`SELECT currency, points_scale FROM coalition`).QueryRow(func(r pgx.Row) error {
-		return r.Scan(&currency, &pointsScale)
+	b.Queue(`SELECT currency, points_scale, time_zone FROM coalition`).QueryRow(func(r pgx.Row) error {
+		return r.Scan(&currency, &pointsScale, &zone)
 	})
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
@@ -378,6 +379,9 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 		return nil, fmt.Errorf("coalition settings: %w", err)
 	}
 	bk.units = units
+	if bk.zone, err = time.LoadLocation(zone); err != nil {
+		return nil, fmt.Errorf("coalition time zone %q: %w", zone, err)
+	}
 	// Lots created by this batch come after every lot already in the journal.
 	bk.nextOrder = head.position
 	bk.chargeConsumptions()
@@ -739,6 +743,9 @@ func (l *Ledger) queueLots(b *pgx.Batch, bk *books, lotPosition map[string]int64
 		nPos                                 []int64
 		nPoints, nRemaining, nHeld, nExpired []decimal.Decimal
 		nExpires                             []*time.Time
+		nDay                                 []string
+		eMember, eDay                        []string
+		ePoints                              []decimal.Decimal
 		uID                                  []string
 		uRemaining, uHeld, uExpired          []decimal.Decimal
 		dID, dMember, dPartner, dEntry       []string
@@ -762,6 +769,7 @@ func (l *Ledger) queueLots(b *pgx.Batch, bk *books, lotPosition map[string]int64
 				nPos = append(nPos, lotPosition[lot.Entry])
 				nPoints, nRemaining, nHeld, nExpired = append(nPoints, lot.Points), append(nRemaining, lot.Remaining), append(nHeld, lot.Held), append(nExpired, lot.Expired)
 				nExpires = append(nExpires, lot.ExpiresAt)
+				nDay = append(nDay, lot.BusinessDay)
 			case lot.dirty:
 				uID = append(uID, lot.ID)
 				uRemaining, uHeld, uExpired = append(uRemaining, lot.Remaining), append(uHeld, lot.Held), append(uExpired, lot.Expired)
@@ -780,13 +788,26 @@ func (l *Ledger) queueLots(b *pgx.Batch, bk *books, lotPosition map[string]int64
 		for _, h := range m.holds {
 			hs.add(h, lotPosition)
 		}
+		for _, day := range keysOf(m.earned) {
+			if !m.earned[day].IsZero() {
+				eMember, eDay, ePoints = append(eMember, id), append(eDay, day), append(ePoints, m.earned[day])
+			}
+		}
 	}
 	hs.queue(b)
 	if len(nID) > 0 {
-		b.Queue(`INSERT INTO lots (id, member_id, issuer, entry_id, position, points, remaining, held, expired, expires_at)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::numeric[], $7::numeric[],
-			                     $8::numeric[], $9::numeric[], $10::timestamptz[])`,
-			nID, nMember, nIssuer, nEntry, nPos, nPoints, nRemaining, nHeld, nExpired, nExpires)
+		b.Queue(`INSERT INTO lots (id, member_id, issuer, entry_id, position, points, remaining, held, expired, expires_at, business_day)
+			SELECT id, member, issuer, entry, pos, points, remaining, held, expired, expires, NULLIF(day, '')::date
+			  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::numeric[], $7::numeric[],
+			              $8::numeric[], $9::numeric[], $10::timestamptz[], $11::text[])
+			    AS t(id, member, issuer, entry, pos, points, remaining, held, expired, expires, day)`,
+			nID, nMember, nIssuer, nEntry, nPos, nPoints, nRemaining, nHeld, nExpired, nExpires, nDay)
+	}
+	if len(eMember) > 0 {
+		b.Queue(`INSERT INTO member_earned_days (member_id, day, points)
+			SELECT member, day::date, points FROM unnest($1::text[], $2::text[], $3::numeric[]) AS t(member, day, points)
+			ON CONFLICT (member_id, day) DO UPDATE SET points = member_earned_days.points + EXCLUDED.points`,
+			eMember, eDay, ePoints)
 	}
 	if len(uID) > 0 {
 		b.Queue(`UPDATE lots SET remaining = u.remaining, held = u.held, expired = u.expired
