@@ -224,6 +224,79 @@ func (l *Ledger) Entry(ctx context.Context, id string) (*Posted, error) {
 	return &page[0], nil
 }
 
+// EntryByReference returns the entry a partner recorded with a reference and kind.
+func (l *Ledger) EntryByReference(ctx context.Context, partner string, kind EntryKind, ref string) (*Posted, error) {
+	var id string
+	err := l.pool.QueryRow(ctx, `SELECT id FROM entries WHERE partner_id = $1 AND kind = $2 AND reference = $3`,
+		partner, string(kind), ref).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, Errorf(CodeNotFound, "partner %s has no %s with reference %q", partner, kind, ref)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("entry by reference: %w", err)
+	}
+	return l.Entry(ctx, id)
+}
+
+// ReturnedSoFar returns the purchase amount already returned by the reversals of an earn
+// (recorded in their metadata as returned_amount).
+func (l *Ledger) ReturnedSoFar(ctx context.Context, earn string) (decimal.Decimal, error) {
+	var n decimal.Decimal
+	err := l.pool.QueryRow(ctx, `SELECT COALESCE(sum((metadata->>'returned_amount')::numeric), 0)
+		FROM entries WHERE reverses = $1 AND kind = 'earn_reversal'`, earn).Scan(&n)
+	if err != nil {
+		return decimal.Zero, fmt.Errorf("returned amount of %s: %w", earn, err)
+	}
+	return n, nil
+}
+
+// Hold returns a hold.
+func (l *Ledger) Hold(ctx context.Context, id string) (*Hold, error) {
+	var h Hold
+	err := l.pool.QueryRow(ctx, `SELECT id, member_id, partner_id, entry_id, position, points, held, rate, expires_at, status
+		FROM holds WHERE id = $1`, id).Scan(&h.ID, &h.Member, &h.Partner, &h.Entry, &h.Position, &h.Points, &h.Held, &h.Rate, &h.ExpiresAt, &h.Status)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, Errorf(CodeNotFound, "hold %s does not exist", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("hold %s: %w", id, err)
+	}
+	h.ExpiresAt = h.ExpiresAt.UTC()
+	return &h, nil
+}
+
+// OpenHoldsExpiredBy returns up to limit open holds whose expiry is at or before t.
+func (l *Ledger) OpenHoldsExpiredBy(ctx context.Context, t time.Time, limit int) ([]Hold, error) {
+	rows, err := l.pool.Query(ctx, `SELECT id, member_id, partner_id, entry_id, position, points, held, rate, expires_at, status
+		FROM holds WHERE status = 'open' AND expires_at <= $1 ORDER BY expires_at, id LIMIT $2`, t, limit)
+	if err != nil {
+		return nil, fmt.Errorf("expired holds: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Hold, error) {
+		var h Hold
+		err := r.Scan(&h.ID, &h.Member, &h.Partner, &h.Entry, &h.Position, &h.Points, &h.Held, &h.Rate, &h.ExpiresAt, &h.Status)
+		return h, err
+	})
+}
+
+// LotsExpiredBy returns up to limit lots with available points whose expiry is at or
+// before t, oldest expiry first.
+func (l *Ledger) LotsExpiredBy(ctx context.Context, t time.Time, limit int) ([]Lot, error) {
+	rows, err := l.pool.Query(ctx, `
+		SELECT id, member_id, issuer, entry_id, position, points, remaining, held, expired, expires_at
+		  FROM lots WHERE expires_at <= $1 AND remaining > held
+		 ORDER BY expires_at, id LIMIT $2`, t, limit)
+	if err != nil {
+		return nil, fmt.Errorf("expired lots: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Lot, error) {
+		var lot Lot
+		err := r.Scan(&lot.ID, &lot.Member, &lot.Issuer, &lot.Entry, &lot.Position, &lot.Points,
+			&lot.Remaining, &lot.Held, &lot.Expired, &lot.ExpiresAt)
+		return lot, err
+	})
+}
+
 // MaxJournalPage bounds one page of the journal.
 const MaxJournalPage = 10000
 
