@@ -51,3 +51,33 @@ func TestIdempotencyKeysArePartitionedAndDroppedByMonth(t *testing.T) {
 		t.Fatalf("second run: %+v %v", m, err)
 	}
 }
+
+func TestRefusalsBeforeTheEngineAreAnswersToo(t *testing.T) {
+	t.Parallel()
+	l, _ := open(t)
+	ctx := context.Background()
+	hash := []byte("body-1")
+	if r, err := l.Lookup(ctx, "a", "k", hash); err != nil || r != nil {
+		t.Fatalf("lookup of a new key = %+v, %v", r, err)
+	}
+	r, err := l.Refuse(ctx, "a", "k", hash, ledger.Errorf(ledger.CodeNotFound, "no member is known by phone +15550100"))
+	if err != nil || r.Err.Code != ledger.CodeNotFound {
+		t.Fatalf("refuse = %+v, %v", r, err)
+	}
+	got, err := l.Lookup(ctx, "a", "k", hash)
+	if err != nil || got == nil || !got.Replayed || got.Err.Code != ledger.CodeNotFound {
+		t.Fatalf("replay = %+v, %v", got, err)
+	}
+	got, _ = l.Lookup(ctx, "a", "k", []byte("body-2"))
+	if got.Err.Code != ledger.CodeIdempotencyConflict {
+		t.Fatalf("another body = %+v", got)
+	}
+	// The engine answers the same stored refusal.
+	e := earn("m", "a", "10", "k")
+	e.RequestHash = hash
+	_, err = l.PostOne(ctx, e)
+	wantCode(t, err, ledger.CodeNotFound)
+	if head(t, l) != 0 {
+		t.Fatal("a key with a stored refusal posted")
+	}
+}
