@@ -1,0 +1,115 @@
+package partners
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/coalitionledger/coalition/ledger"
+)
+
+// Role is what an API key may do.
+type Role string
+
+// The roles of DESIGN: a partner key acts for one partner, the operator does everything
+// but rewrite history, an auditor only reads.
+const (
+	RolePartner  Role = "partner"
+	RoleOperator Role = "operator"
+	RoleAuditor  Role = "auditor"
+)
+
+// Principal is who a request acts as: a key's role and, for a partner key, its partner.
+type Principal struct {
+	KeyID   string
+	Role    Role
+	Partner string
+}
+
+// ErrUnknownKey is returned for a secret that matches no live key.
+var ErrUnknownKey = errors.New("unknown or revoked API key")
+
+// Keys stores API keys, hashed.
+type Keys struct{ pool *pgxpool.Pool }
+
+// NewKeys returns the key store over pool.
+func NewKeys(pool *pgxpool.Pool) *Keys { return &Keys{pool: pool} }
+
+func hashSecret(secret string) []byte {
+	sum := sha256.Sum256([]byte(secret))
+	return sum[:]
+}
+
+// Create makes a key with the role (and partner, for a partner key) and returns its id and
+// its secret, which is shown once and stored only as a hash.
+func (k *Keys) Create(ctx context.Context, role Role, partner string) (id, secret string, err error) {
+	switch role {
+	case RolePartner:
+		if partner == "" {
+			return "", "", ledger.Errorf(ledger.CodeInvalid, "a partner key needs its partner")
+		}
+	case RoleOperator, RoleAuditor:
+		if partner != "" {
+			return "", "", ledger.Errorf(ledger.CodeInvalid, "an %s key is not bound to a partner", role)
+		}
+	default:
+		return "", "", ledger.Errorf(ledger.CodeInvalid, "role %q is not one of partner, operator, auditor", role)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", "", fmt.Errorf("key secret: %w", err)
+	}
+	id = ulid.Make().String()
+	secret = "cl_" + string(role[0]) + "_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(raw))
+	var p *string
+	if partner != "" {
+		p = &partner
+	}
+	_, err = k.pool.Exec(ctx, `INSERT INTO api_keys (id, secret_hash, role, partner_id) VALUES ($1, $2, $3, $4)`,
+		id, hashSecret(secret), string(role), p)
+	if err != nil {
+		if strings.Contains(err.Error(), "api_keys_partner_id_fkey") {
+			return "", "", ledger.Errorf(ledger.CodeNotFound, "partner %s does not exist", partner)
+		}
+		return "", "", fmt.Errorf("create key: %w", err)
+	}
+	return id, secret, nil
+}
+
+// Verify returns the principal of a live key's secret, or ErrUnknownKey.
+func (k *Keys) Verify(ctx context.Context, secret string) (Principal, error) {
+	var p Principal
+	var partner *string
+	err := k.pool.QueryRow(ctx, `SELECT id, role, partner_id FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL`,
+		hashSecret(secret)).Scan(&p.KeyID, &p.Role, &partner)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Principal{}, ErrUnknownKey
+	}
+	if err != nil {
+		return Principal{}, fmt.Errorf("verify key: %w", err)
+	}
+	if partner != nil {
+		p.Partner = *partner
+	}
+	return p, nil
+}
+
+// Revoke revokes a key; a revoked key is refused from then on.
+func (k *Keys) Revoke(ctx context.Context, id string) error {
+	tag, err := k.pool.Exec(ctx, `UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, id)
+	if err != nil {
+		return fmt.Errorf("revoke key %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ledger.Errorf(ledger.CodeNotFound, "key %s does not exist or is already revoked", id)
+	}
+	return nil
+}

@@ -1,0 +1,689 @@
+package partners
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/coalitionledger/coalition/ledger"
+)
+
+// Service runs the partners' operations: it resolves members, contracts and tiers, prices
+// each request with the pure rules of this package, and posts the result through the
+// ledger. It holds no state of its own.
+type Service struct {
+	Store  *Store
+	Ledger *ledger.Ledger
+	Now    func() time.Time
+	// PhoneRegion is the region of phone numbers written without a country code.
+	PhoneRegion string
+	// HoldDefault and HoldMax bound a hold's expires_in.
+	HoldDefault, HoldMax time.Duration
+}
+
+// NewService returns a service with DESIGN's defaults: holds of 15 minutes, at most a day.
+func NewService(store *Store, l *ledger.Ledger, now func() time.Time) *Service {
+	return &Service{Store: store, Ledger: l, Now: now, PhoneRegion: "US", HoldDefault: 15 * time.Minute, HoldMax: 24 * time.Hour}
+}
+
+// Request is what every write carries besides its body: the partner it acts for, its
+// idempotency key and a hash of the request body.
+type Request struct {
+	Partner        string
+	IdempotencyKey string
+	RequestHash    []byte
+}
+
+// EarnInput is an earn at a partner.
+type EarnInput struct {
+	Member       MemberRef
+	Purchase     Purchase
+	BusinessTime *time.Time // nil: now
+	Reference    string
+}
+
+// MemberBalance is a member and its balance after an operation.
+type MemberBalance struct {
+	ID      string          `json:"id"`
+	Balance decimal.Decimal `json:"balance"`
+	Held    decimal.Decimal `json:"held"`
+}
+
+// EntryRef names a journal entry in an answer.
+type EntryRef struct {
+	ID       string `json:"id"`
+	Position int64  `json:"position"`
+}
+
+// LotRef is the lot an earn created.
+type LotRef struct {
+	ID        string     `json:"id"`
+	ExpiresAt *time.Time `json:"expires_at"`
+}
+
+// EarnResult is the answer to an earn. Entry and Lot are nil when the purchase earned no
+// points (under the contract's minimum): nothing was posted.
+type EarnResult struct {
+	Entry    *EntryRef     `json:"entry"`
+	Points   string        `json:"points"`
+	Member   MemberBalance `json:"member"`
+	Lot      *LotRef       `json:"lot"`
+	Pricing  Price         `json:"pricing"`
+	Enrolled bool          `json:"enrolled,omitempty"`
+	Replayed bool          `json:"-"`
+}
+
+// entryMeta is what a partner entry records of its terms: everything needed to recompute it.
+type entryMeta struct {
+	Pricing    *Price           `json:"pricing,omitempty"`
+	Redemption *RedemptionPrice `json:"redemption,omitempty"`
+	Returned   *decimal.Decimal `json:"returned_amount,omitempty"`
+}
+
+func (s *Service) businessTime(t *time.Time) time.Time {
+	if t == nil {
+		return s.Now().UTC()
+	}
+	return t.UTC()
+}
+
+// activePartner refuses a request for an unknown or suspended partner.
+func (s *Service) activePartner(ctx context.Context, id string) error {
+	p, err := s.Store.Partner(ctx, id)
+	if err != nil {
+		return err
+	}
+	if p.Status != StatusActive {
+		return ledger.Errorf(CodePartnerSuspended, "partner %s is suspended", id)
+	}
+	return nil
+}
+
+// terms returns the coalition's settings and the partner's contract in force at t.
+func (s *Service) terms(ctx context.Context, partner string, t time.Time) (Coalition, Contract, error) {
+	c, err := s.Store.Coalition(ctx)
+	if err != nil {
+		return Coalition{}, Contract{}, err
+	}
+	versions, err := s.Store.Contracts(ctx, partner)
+	if err != nil {
+		return Coalition{}, Contract{}, err
+	}
+	terms := make([]Contract, len(versions))
+	for i, v := range versions {
+		terms[i] = v.Contract
+	}
+	k, err := ContractAt(terms, t)
+	if err != nil {
+		return Coalition{}, Contract{}, err
+	}
+	return c, k.WithDefaults(c), nil
+}
+
+// Tier returns the tier an earn at business time t would get: from the member's net
+// points earned over the business days D−365 … D−1.
+func (s *Service) Tier(ctx context.Context, c Coalition, member string, t time.Time) (Tier, bool, error) {
+	loc, err := c.Location()
+	if err != nil {
+		return Tier{}, false, err
+	}
+	day := t.In(loc)
+	to := day.Format(time.DateOnly)
+	from := day.AddDate(0, 0, -365).Format(time.DateOnly)
+	earned, err := s.Ledger.EarnedBetween(ctx, member, from, to)
+	if err != nil {
+		return Tier{}, false, err
+	}
+	tier, ok := c.TierFor(earned)
+	return tier, ok, nil
+}
+
+func metadata(m entryMeta) json.RawMessage {
+	raw, _ := json.Marshal(m)
+	return raw
+}
+
+func readMeta(p *ledger.Posted) entryMeta {
+	var m entryMeta
+	_ = json.Unmarshal(p.Metadata, &m)
+	return m
+}
+
+func memberOf(p *ledger.Posted) MemberBalance {
+	mb := MemberBalance{ID: p.Member}
+	if p.MemberBalance != nil {
+		mb.Balance = *p.MemberBalance
+	}
+	if p.MemberHeld != nil {
+		mb.Held = *p.MemberHeld
+	}
+	return mb
+}
+
+// Earn prices a purchase at the partner and credits the points to the member, enrolling
+// an unknown phone or card on the spot.
+func (s *Service) Earn(ctx context.Context, r Request, in EarnInput) (*EarnResult, error) {
+	e, res, err := s.EarnEntry(ctx, r, in)
+	if err != nil || e == nil {
+		return res, err
+	}
+	posted, replayed, err := s.postOne(ctx, *e)
+	if err != nil {
+		return nil, err
+	}
+	out := EarnResultOf(posted)
+	out.Enrolled, out.Replayed = res.Enrolled, replayed
+	return out, nil
+}
+
+// EarnEntry builds the journal entry of an earn without posting it (batches post many at
+// once). A purchase that earns nothing returns no entry and its answer.
+func (s *Service) EarnEntry(ctx context.Context, r Request, in EarnInput) (*ledger.Entry, *EarnResult, error) {
+	if err := s.activePartner(ctx, r.Partner); err != nil {
+		return nil, nil, err
+	}
+	bt := s.businessTime(in.BusinessTime)
+	c, k, err := s.terms(ctx, r.Partner, bt)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, enrolled, err := s.Store.EnsureMember(ctx, in.Member, s.PhoneRegion)
+	if err != nil {
+		return nil, nil, err
+	}
+	tier, hasTier, err := s.Tier(ctx, c, m.ID, bt)
+	if err != nil {
+		return nil, nil, err
+	}
+	mult := decimal.NewFromInt(1)
+	if hasTier {
+		mult = tier.Multiplier
+	}
+	price, err := PriceEarn(c, k, in.Purchase, mult, bt)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !price.Points.IsPositive() {
+		bal, _ := s.Ledger.Balance(ctx, ledger.MemberAccount(m.ID))
+		held, _ := s.Ledger.Balance(ctx, ledger.MemberHeldAccount(m.ID))
+		return nil, &EarnResult{Points: price.Points.String(), Member: MemberBalance{ID: m.ID, Balance: bal.Neg(), Held: held.Neg()},
+			Pricing: price, Enrolled: enrolled}, nil
+	}
+	e := &ledger.Entry{
+		Kind: ledger.EntryEarn, Partner: r.Partner, Member: m.ID, Reference: in.Reference,
+		IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash, BusinessTime: bt,
+		Metadata: metadata(entryMeta{Pricing: &price}),
+		Op:       ledger.Issue{Points: price.Points, Issuer: r.Partner, ExpiresAt: price.ExpiresAt},
+	}
+	return e, &EarnResult{Enrolled: enrolled}, nil
+}
+
+// EarnResultOf rebuilds an earn's answer from its journal entry alone, so that a replay
+// answers exactly as the first request was answered.
+func EarnResultOf(p *ledger.Posted) *EarnResult {
+	meta := readMeta(p)
+	out := &EarnResult{Entry: &EntryRef{ID: p.ID, Position: p.Position}, Member: memberOf(p)}
+	if meta.Pricing != nil {
+		out.Pricing = *meta.Pricing
+		out.Points = meta.Pricing.Points.String()
+	}
+	if p.Lot != nil {
+		out.Lot = &LotRef{ID: p.Lot.ID, ExpiresAt: p.Lot.ExpiresAt}
+	}
+	return out
+}
+
+// postOne posts one entry and returns it, whether it was a replay, or the refusal.
+func (s *Service) postOne(ctx context.Context, e ledger.Entry) (*ledger.Posted, bool, error) {
+	res, err := s.Ledger.Post(ctx, []ledger.Entry{e})
+	if err != nil {
+		return nil, false, err
+	}
+	if res[0].Err != nil {
+		return nil, res[0].Replayed, res[0].Err
+	}
+	return res[0].Entry, res[0].Replayed, nil
+}
+
+// RedeemInput is a redemption at a partner: by points or by the money value wanted.
+type RedeemInput struct {
+	Member         MemberRef
+	Points         decimal.Decimal // zero: by value
+	Value          decimal.Decimal // zero: by points
+	PurchaseAmount *decimal.Decimal
+	BusinessTime   *time.Time
+	Reference      string
+}
+
+// RedeemResult is the answer to a redemption.
+type RedeemResult struct {
+	Entry    EntryRef         `json:"entry"`
+	Points   string           `json:"points"`
+	Value    Money            `json:"value"`
+	Member   MemberBalance    `json:"member"`
+	Pricing  *RedemptionPrice `json:"pricing,omitempty"`
+	Replayed bool             `json:"-"`
+}
+
+// redemptionTerms prices a redemption (or a hold) at the partner.
+func (s *Service) redemptionTerms(ctx context.Context, r Request, ref MemberRef, points, value decimal.Decimal,
+	purchase *decimal.Decimal, bt time.Time) (Member, RedemptionPrice, error) {
+	if err := s.activePartner(ctx, r.Partner); err != nil {
+		return Member{}, RedemptionPrice{}, err
+	}
+	c, k, err := s.terms(ctx, r.Partner, bt)
+	if err != nil {
+		return Member{}, RedemptionPrice{}, err
+	}
+	m, err := s.Store.FindMember(ctx, ref, s.PhoneRegion)
+	if err != nil {
+		return Member{}, RedemptionPrice{}, err
+	}
+	price, err := PriceRedemption(c, k, Redeem{Points: points, Value: value}, purchase)
+	if err != nil {
+		return Member{}, RedemptionPrice{}, err
+	}
+	return m, price, nil
+}
+
+// RedeemEntry builds the journal entry of a redemption without posting it.
+func (s *Service) RedeemEntry(ctx context.Context, r Request, in RedeemInput) (*ledger.Entry, error) {
+	bt := s.businessTime(in.BusinessTime)
+	m, price, err := s.redemptionTerms(ctx, r, in.Member, in.Points, in.Value, in.PurchaseAmount, bt)
+	if err != nil {
+		return nil, err
+	}
+	return &ledger.Entry{
+		Kind: ledger.EntryRedemption, Partner: r.Partner, Member: m.ID, Reference: in.Reference,
+		IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash, BusinessTime: bt,
+		Metadata: metadata(entryMeta{Redemption: &price}),
+		Op:       ledger.Consume{Points: price.Points, Consumer: r.Partner, Rate: price.RedeemRate},
+	}, nil
+}
+
+// Redeem takes points from the member in payment at the partner.
+func (s *Service) Redeem(ctx context.Context, r Request, in RedeemInput) (*RedeemResult, error) {
+	e, err := s.RedeemEntry(ctx, r, in)
+	if err != nil {
+		return nil, err
+	}
+	posted, replayed, err := s.postOne(ctx, *e)
+	if err != nil {
+		return nil, err
+	}
+	out := RedeemResultOf(posted)
+	out.Replayed = replayed
+	return out, nil
+}
+
+// RedeemResultOf rebuilds a redemption's (or a capture's) answer from its entry.
+func RedeemResultOf(p *ledger.Posted) *RedeemResult {
+	meta := readMeta(p)
+	out := &RedeemResult{Entry: EntryRef{ID: p.ID, Position: p.Position}, Member: memberOf(p), Pricing: meta.Redemption}
+	pts := decimal.Zero
+	for _, m := range p.Movements {
+		if m.Reason == ledger.ReasonRedeem {
+			pts = pts.Sub(m.Points)
+		}
+	}
+	out.Points = pts.String()
+	if meta.Redemption != nil {
+		out.Value = Money{Amount: ledger.RoundHalfUp(meta.Redemption.RedeemRate.Mul(pts), valueScale(meta.Redemption)), Currency: meta.Redemption.Value.Currency}
+	}
+	return out
+}
+
+// valueScale is the minor-unit scale of a priced redemption's currency.
+func valueScale(p *RedemptionPrice) int32 {
+	scale, err := ledger.CurrencyScale(p.Value.Currency)
+	if err != nil {
+		return 2
+	}
+	return scale
+}
+
+// HoldInput reserves points at a partner until they are captured or voided.
+type HoldInput struct {
+	Member         MemberRef
+	Points         decimal.Decimal
+	Value          decimal.Decimal
+	PurchaseAmount *decimal.Decimal
+	ExpiresIn      time.Duration // zero: the default
+	BusinessTime   *time.Time
+	Reference      string
+}
+
+// HoldResult is the answer to a hold, a capture or a void.
+type HoldResult struct {
+	Entry    EntryRef      `json:"entry"`
+	Hold     HoldView      `json:"hold"`
+	Points   string        `json:"points,omitempty"` // captured
+	Value    *Money        `json:"value,omitempty"`  // of the captured points
+	Member   MemberBalance `json:"member"`
+	Replayed bool          `json:"-"`
+}
+
+// HoldView is a hold as the API shows it.
+type HoldView struct {
+	ID        string          `json:"id"`
+	Points    decimal.Decimal `json:"points"`
+	Held      decimal.Decimal `json:"held"`
+	Status    string          `json:"status"`
+	ExpiresAt time.Time       `json:"expires_at"`
+}
+
+// HoldResultOf rebuilds the answer to a hold, capture or void from its entry.
+func HoldResultOf(p *ledger.Posted) *HoldResult {
+	currency := ""
+	for _, leg := range p.Postings {
+		if leg.Unit != ledger.Points {
+			currency = leg.Unit
+		}
+	}
+	return holdResultOf(p, currency)
+}
+
+func holdResultOf(p *ledger.Posted, currency string) *HoldResult {
+	out := &HoldResult{Entry: EntryRef{ID: p.ID, Position: p.Position}, Member: memberOf(p)}
+	if p.Hold != nil {
+		out.Hold = HoldView{ID: p.Hold.ID, Points: p.Hold.Points, Held: p.Hold.Held, Status: p.Hold.Status, ExpiresAt: p.Hold.ExpiresAt}
+	}
+	if p.Kind == ledger.EntryCapture && p.Hold != nil {
+		pts := decimal.Zero
+		for _, m := range p.Movements {
+			if m.Reason == ledger.ReasonRedeem {
+				pts = pts.Sub(m.Points)
+			}
+		}
+		scale, _ := ledger.CurrencyScale(currency)
+		out.Points = pts.String()
+		out.Value = &Money{Amount: ledger.RoundHalfUp(pts.Mul(p.Hold.Rate), scale), Currency: currency}
+	}
+	return out
+}
+
+// Hold reserves points for the partner; a capture turns them into a redemption priced now.
+func (s *Service) Hold(ctx context.Context, r Request, in HoldInput) (*HoldResult, error) {
+	bt := s.businessTime(in.BusinessTime)
+	expiresIn := in.ExpiresIn
+	if expiresIn == 0 {
+		expiresIn = s.HoldDefault
+	}
+	if expiresIn < 0 || expiresIn > s.HoldMax {
+		return nil, ledger.Errorf(ledger.CodeInvalid, "expires_in must be between 1 second and %s", s.HoldMax).With("field", "expires_in")
+	}
+	m, price, err := s.redemptionTerms(ctx, r, in.Member, in.Points, in.Value, in.PurchaseAmount, bt)
+	if err != nil {
+		return nil, err
+	}
+	posted, replayed, err := s.postOne(ctx, ledger.Entry{
+		Kind: ledger.EntryHold, Partner: r.Partner, Member: m.ID, Reference: in.Reference,
+		IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash, BusinessTime: bt,
+		Metadata: metadata(entryMeta{Redemption: &price}),
+		Op:       ledger.Reserve{Points: price.Points, Consumer: r.Partner, Rate: price.RedeemRate, ExpiresAt: bt.Add(expiresIn)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := holdResultOf(posted, price.Value.Currency)
+	out.Replayed = replayed
+	return out, nil
+}
+
+// Capture turns points of an open hold (zero: all of it) into a redemption at the hold's
+// price and releases the rest.
+func (s *Service) Capture(ctx context.Context, r Request, holdID string, points decimal.Decimal) (*HoldResult, error) {
+	return s.settleHold(ctx, r, holdID, ledger.EntryCapture, ledger.Capture{Hold: holdID, Points: points})
+}
+
+// Void gives all the points of an open hold back.
+func (s *Service) Void(ctx context.Context, r Request, holdID string) (*HoldResult, error) {
+	return s.settleHold(ctx, r, holdID, ledger.EntryVoid, ledger.Release{Hold: holdID})
+}
+
+func (s *Service) settleHold(ctx context.Context, r Request, holdID string, kind ledger.EntryKind, op ledger.LotOp) (*HoldResult, error) {
+	if err := s.activePartner(ctx, r.Partner); err != nil {
+		return nil, err
+	}
+	h, err := s.Ledger.Hold(ctx, holdID)
+	if err != nil {
+		return nil, err
+	}
+	if h.Partner != r.Partner {
+		return nil, ledger.Errorf(ledger.CodeNotFound, "hold %s of partner %s does not exist", holdID, r.Partner)
+	}
+	posted, replayed, err := s.postOne(ctx, ledger.Entry{
+		Kind: kind, Partner: r.Partner, Member: h.Member, IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash,
+		BusinessTime: s.Now().UTC(), Op: op,
+	})
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.Store.Coalition(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := holdResultOf(posted, c.Currency)
+	out.Replayed = replayed
+	return out, nil
+}
+
+// ReverseInput reverses an earlier earn or redemption of the partner, whole or in part.
+// The original is named by entry id or by its reference.
+type ReverseInput struct {
+	Entry     string
+	Reference string // the original's reference, with Kind
+	Kind      ledger.EntryKind
+	// Amount is the part of the purchase returned (an earn reversal); zero: all of it.
+	Amount decimal.Decimal
+	// Points is the part of a redemption given back; zero: all that is left.
+	Points       decimal.Decimal
+	NewReference string
+}
+
+// ReverseResult is the answer to a reversal.
+type ReverseResult struct {
+	Entry    EntryRef      `json:"entry"`
+	Reverses string        `json:"reverses"`
+	Points   string        `json:"points"`
+	Member   MemberBalance `json:"member"`
+	Replayed bool          `json:"-"`
+}
+
+// Reverse reverses an earn (points back pro rata to the returned part of the purchase,
+// cumulatively) or a redemption or capture (points back into their lots).
+func (s *Service) Reverse(ctx context.Context, r Request, in ReverseInput) (*ReverseResult, error) {
+	if err := s.activePartner(ctx, r.Partner); err != nil {
+		return nil, err
+	}
+	var orig *ledger.Posted
+	var err error
+	switch {
+	case in.Entry != "":
+		orig, err = s.Ledger.Entry(ctx, in.Entry)
+	case in.Reference != "":
+		orig, err = s.Ledger.EntryByReference(ctx, r.Partner, in.Kind, in.Reference)
+	default:
+		err = ledger.Errorf(ledger.CodeInvalid, "name the entry to reverse by entry or by reference").With("field", "entry")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if orig.Partner != r.Partner {
+		return nil, ledger.Errorf(ledger.CodeNotFound, "entry %s of partner %s does not exist", orig.ID, r.Partner)
+	}
+	e := ledger.Entry{Partner: r.Partner, Member: orig.Member, Reference: in.NewReference, Reverses: orig.ID,
+		IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash, BusinessTime: s.Now().UTC()}
+	switch orig.Kind {
+	case ledger.EntryEarn:
+		meta := readMeta(orig)
+		if meta.Pricing == nil || orig.Lot == nil && len(orig.Movements) == 0 {
+			return nil, ledger.Errorf(ledger.CodeInvalid, "entry %s cannot be reversed: it records no pricing", orig.ID)
+		}
+		points, returned, err := s.earnReversalPoints(ctx, orig, *meta.Pricing, in.Amount)
+		if err != nil {
+			return nil, err
+		}
+		rate, err := s.redeemRate(ctx, r.Partner, orig.BusinessTime)
+		if err != nil {
+			return nil, err
+		}
+		e.Kind = ledger.EntryEarnReversal
+		e.Metadata = metadata(entryMeta{Returned: &returned})
+		e.Op = ledger.Clawback{Lot: orig.Movements[0].Lot, Points: points, Rate: rate}
+	case ledger.EntryRedemption, ledger.EntryCapture:
+		e.Kind = ledger.EntryRedemptionReversal
+		e.Op = ledger.Restore{Of: orig.ID, Points: in.Points}
+	default:
+		return nil, ledger.Errorf(ledger.CodeInvalid, "a %s cannot be reversed by a partner", orig.Kind)
+	}
+	posted, replayed, err := s.postOne(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	out := ReverseResultOf(posted)
+	out.Replayed = replayed
+	return out, nil
+}
+
+// ReverseResultOf rebuilds the answer to a reversal from its entry: the points it took back
+// (or gave back) are its points debits.
+func ReverseResultOf(p *ledger.Posted) *ReverseResult {
+	pts := decimal.Zero
+	for _, leg := range p.Postings {
+		if leg.Unit == ledger.Points && leg.IsDebit() {
+			pts = pts.Add(leg.Amount)
+		}
+	}
+	return &ReverseResult{Entry: EntryRef{ID: p.ID, Position: p.Position}, Reverses: p.Reverses, Points: pts.String(), Member: memberOf(p)}
+}
+
+// earnReversalPoints applies DESIGN's cumulative rule: after this return, the points
+// reversed so far are round_down(points × returned ÷ purchase amount); this reversal
+// takes the difference. Returning more than the purchase is refused.
+func (s *Service) earnReversalPoints(ctx context.Context, orig *ledger.Posted, price Price, amount decimal.Decimal) (decimal.Decimal, decimal.Decimal, error) {
+	before, err := s.Ledger.ReturnedSoFar(ctx, orig.ID)
+	if err != nil {
+		return decimal.Zero, decimal.Zero, err
+	}
+	if amount.IsZero() {
+		amount = price.Amount.Sub(before)
+	}
+	if !amount.IsPositive() {
+		return decimal.Zero, decimal.Zero, ledger.Errorf(ledger.CodeReversalTooLarge, "the whole purchase of entry %s has already been returned", orig.ID)
+	}
+	after := before.Add(amount)
+	if after.GreaterThan(price.Amount) {
+		return decimal.Zero, decimal.Zero, ledger.Errorf(ledger.CodeReversalTooLarge, "%s of the purchase of %s is left to return, %s was asked for",
+			price.Amount.Sub(before), price.Amount, amount).With("returnable", price.Amount.Sub(before).String())
+	}
+	target := func(returned decimal.Decimal) decimal.Decimal {
+		return price.Points.Mul(returned).Div(price.Amount).Truncate(price.PointsScale)
+	}
+	points := target(after).Sub(target(before))
+	if !points.IsPositive() {
+		return decimal.Zero, decimal.Zero, ledger.Errorf(ledger.CodeInvalidAmount, "returning %s of the purchase reverses no points yet (%s points for %s)",
+			amount, price.Points, price.Amount).With("returned", amount.String())
+	}
+	return points, amount, nil
+}
+
+// redeemRate is the partner's redeem rate at t: what its clawbacks of other issuers'
+// points are worth.
+func (s *Service) redeemRate(ctx context.Context, partner string, t time.Time) (decimal.Decimal, error) {
+	c, k, err := s.terms(ctx, partner, t)
+	if err != nil {
+		return decimal.Zero, err
+	}
+	return k.EffectiveRedeemRate(c), nil
+}
+
+// MemberView is what any partner may read of a member: balance, held points, tier and the
+// points about to expire.
+type MemberView struct {
+	ID       string          `json:"id"`
+	Phone    string          `json:"phone,omitempty"`
+	Card     string          `json:"card,omitempty"`
+	Balance  decimal.Decimal `json:"balance"`
+	Held     decimal.Decimal `json:"held"`
+	Tier     *string         `json:"tier"`
+	Expiring []Expiring      `json:"expiring"`
+}
+
+// Expiring is points that expire at a time.
+type Expiring struct {
+	Points    decimal.Decimal `json:"points"`
+	ExpiresAt time.Time       `json:"expires_at"`
+}
+
+// ExpiringWindow is how far ahead a member answer lists expiring points.
+const ExpiringWindow = 30 * 24 * time.Hour
+
+// Member returns the member's balance, tier (the one an earn made now would get) and the
+// points that expire in the next 30 days.
+func (s *Service) Member(ctx context.Context, ref MemberRef) (*MemberView, error) {
+	m, err := s.Store.FindMember(ctx, ref, s.PhoneRegion)
+	if err != nil {
+		return nil, err
+	}
+	now := s.Now().UTC()
+	v := &MemberView{ID: m.ID, Phone: m.Phone, Card: m.Card, Expiring: []Expiring{}}
+	bal, err := s.Ledger.Balance(ctx, ledger.MemberAccount(m.ID))
+	if err != nil {
+		return nil, err
+	}
+	held, err := s.Ledger.Balance(ctx, ledger.MemberHeldAccount(m.ID))
+	if err != nil {
+		return nil, err
+	}
+	v.Balance, v.Held = bal.Neg(), held.Neg()
+	c, err := s.Store.Coalition(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tier, ok, err := s.Tier(ctx, c, m.ID, now)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		v.Tier = &tier.Name
+	}
+	lots, err := s.Ledger.Lots(ctx, m.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range lots {
+		if l.ExpiresAt == nil || l.ExpiresAt.After(now.Add(ExpiringWindow)) || !l.Available().IsPositive() {
+			continue
+		}
+		if n := len(v.Expiring); n > 0 && v.Expiring[n-1].ExpiresAt.Equal(*l.ExpiresAt) {
+			v.Expiring[n-1].Points = v.Expiring[n-1].Points.Add(l.Available())
+			continue
+		}
+		v.Expiring = append(v.Expiring, Expiring{Points: l.Available(), ExpiresAt: *l.ExpiresAt})
+	}
+	return v, nil
+}
+
+// Enrol creates a member with a phone number and/or a card.
+func (s *Service) Enrol(ctx context.Context, phone, card string) (Member, error) {
+	ref := MemberRef{Phone: phone}
+	if phone == "" {
+		ref = MemberRef{Card: card}
+	}
+	if phone != "" && card != "" {
+		if _, err := (MemberRef{Card: card}).normalize(s.PhoneRegion); err != nil {
+			return Member{}, err
+		}
+	}
+	norm, err := ref.normalize(s.PhoneRegion)
+	if err != nil {
+		return Member{}, err
+	}
+	if phone != "" {
+		phone = norm.Phone
+	}
+	return s.Store.Enrol(ctx, phone, card)
+}

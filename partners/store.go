@@ -1,0 +1,352 @@
+package partners
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/coalitionledger/coalition/internal/pg"
+	"github.com/coalitionledger/coalition/ledger"
+)
+
+// Partner is a brand of the coalition.
+type Partner struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Status    string    `json:"status"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Partner statuses: a suspended partner's requests are refused.
+const (
+	StatusActive    = "active"
+	StatusSuspended = "suspended"
+)
+
+// Codes of the partners package, in addition to ledger's.
+const (
+	CodePartnerSuspended ledger.Code = "partner_suspended"
+	CodeSettingsFrozen   ledger.Code = "settings_frozen"
+)
+
+// ContractVersion is a contract as stored: its version number, the terms, and when it was
+// added.
+type ContractVersion struct {
+	Version int `json:"version"`
+	Contract
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Store keeps the coalition's settings, partners, contract versions and members.
+type Store struct{ pool *pgxpool.Pool }
+
+// NewStore returns the store over pool (from pg.Connect).
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// Coalition returns the coalition's settings.
+func (s *Store) Coalition(ctx context.Context) (Coalition, error) {
+	var c Coalition
+	var tiers []byte
+	err := s.pool.QueryRow(ctx, `SELECT currency, point_value, points_scale, time_zone, settlement_time, tiers FROM coalition`).
+		Scan(&c.Currency, &c.PointValue, &c.PointsScale, &c.TimeZone, &c.SettlementTime, &tiers)
+	if err != nil {
+		return Coalition{}, fmt.Errorf("coalition settings: %w", err)
+	}
+	if err := json.Unmarshal(tiers, &c.Tiers); err != nil {
+		return Coalition{}, fmt.Errorf("coalition tiers: %w", err)
+	}
+	if c.Tiers == nil {
+		c.Tiers = []Tier{}
+	}
+	return c, nil
+}
+
+// SetCoalition replaces the coalition's settings after validating them. The currency,
+// points scale and time zone cannot change once the journal has an entry.
+func (s *Store) SetCoalition(ctx context.Context, c Coalition) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	tiers, err := json.Marshal(c.Tiers)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, `UPDATE coalition SET currency = $1, point_value = $2, points_scale = $3, time_zone = $4,
+		settlement_time = $5, tiers = $6`, c.Currency, c.PointValue, c.PointsScale, c.TimeZone, c.SettlementTime, tiers)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23514" {
+		return ledger.Errorf(CodeSettingsFrozen, "the currency, points scale and time zone cannot change once the journal has entries")
+	}
+	if err != nil {
+		return fmt.Errorf("set coalition settings: %w", err)
+	}
+	return nil
+}
+
+// CreatePartner adds an active partner.
+func (s *Store) CreatePartner(ctx context.Context, id, name string) (Partner, error) {
+	if !ledger.ValidPartnerID(id) || id == ledger.OperatorIssuer {
+		return Partner{}, ledger.Errorf(ledger.CodeInvalid, "partner id %q must be a slug of lower-case letters, digits, - and _ (at most 63), and not \"operator\"", id).With("field", "id")
+	}
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > 200 {
+		return Partner{}, ledger.Errorf(ledger.CodeInvalid, "a partner needs a name of 1 to 200 characters").With("field", "name")
+	}
+	var p Partner
+	err := s.pool.QueryRow(ctx, `INSERT INTO partners (id, name) VALUES ($1, $2) RETURNING id, name, status, created_at`, id, name).
+		Scan(&p.ID, &p.Name, &p.Status, &p.CreatedAt)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return Partner{}, ledger.Errorf(ledger.CodeDuplicateReference, "partner %s already exists", id)
+	}
+	if err != nil {
+		return Partner{}, fmt.Errorf("create partner %s: %w", id, err)
+	}
+	return p, nil
+}
+
+// Partners lists every partner by id.
+func (s *Store) Partners(ctx context.Context) ([]Partner, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, name, status, created_at FROM partners ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("partners: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[Partner])
+}
+
+// Partner returns one partner, or a not_found error.
+func (s *Store) Partner(ctx context.Context, id string) (Partner, error) {
+	var p Partner
+	err := s.pool.QueryRow(ctx, `SELECT id, name, status, created_at FROM partners WHERE id = $1`, id).
+		Scan(&p.ID, &p.Name, &p.Status, &p.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Partner{}, ledger.Errorf(ledger.CodeNotFound, "partner %s does not exist", id)
+	}
+	if err != nil {
+		return Partner{}, fmt.Errorf("partner %s: %w", id, err)
+	}
+	return p, nil
+}
+
+// SetPartnerStatus suspends or reactivates a partner.
+func (s *Store) SetPartnerStatus(ctx context.Context, id, status string) (Partner, error) {
+	if status != StatusActive && status != StatusSuspended {
+		return Partner{}, ledger.Errorf(ledger.CodeInvalid, "status must be active or suspended").With("field", "status")
+	}
+	var p Partner
+	err := s.pool.QueryRow(ctx, `UPDATE partners SET status = $2 WHERE id = $1 RETURNING id, name, status, created_at`, id, status).
+		Scan(&p.ID, &p.Name, &p.Status, &p.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Partner{}, ledger.Errorf(ledger.CodeNotFound, "partner %s does not exist", id)
+	}
+	if err != nil {
+		return Partner{}, fmt.Errorf("partner %s: %w", id, err)
+	}
+	return p, nil
+}
+
+// AddContract adds a contract version for the partner at record time now. Terms never
+// rewrite history: a version takes effect no earlier than now.
+func (s *Store) AddContract(ctx context.Context, partner string, k Contract, now time.Time) (ContractVersion, error) {
+	var out ContractVersion
+	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		// Serialise versions of one partner.
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM partners WHERE id = $1 FOR UPDATE`, partner); err != nil {
+			return err
+		}
+		c, err := s.Coalition(ctx)
+		if err != nil {
+			return err
+		}
+		existing, err := contractsTx(ctx, tx, partner)
+		if err != nil {
+			return err
+		}
+		terms := make([]Contract, len(existing))
+		for i, v := range existing {
+			terms[i] = v.Contract
+		}
+		if err := ValidateNewVersion(terms, k, c, now); err != nil {
+			return err
+		}
+		// Defaults are written out now: a later change of the point value reprices nothing.
+		k = k.WithDefaults(c)
+		raw, err := json.Marshal(k)
+		if err != nil {
+			return err
+		}
+		out = ContractVersion{Version: len(existing) + 1, Contract: k, CreatedAt: now.UTC()}
+		_, err = tx.Exec(ctx, `INSERT INTO contracts (partner_id, version, effective_from, terms, created_at) VALUES ($1, $2, $3, $4, $5)`,
+			partner, out.Version, k.EffectiveFrom, raw, out.CreatedAt)
+		return err
+	})
+	if err != nil {
+		return ContractVersion{}, err
+	}
+	return out, nil
+}
+
+// Contracts lists a partner's contract versions, oldest first.
+func (s *Store) Contracts(ctx context.Context, partner string) ([]ContractVersion, error) {
+	return contractsTx(ctx, s.pool, partner)
+}
+
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func contractsTx(ctx context.Context, q querier, partner string) ([]ContractVersion, error) {
+	rows, err := q.Query(ctx, `SELECT version, terms, created_at FROM contracts WHERE partner_id = $1 ORDER BY version`, partner)
+	if err != nil {
+		return nil, fmt.Errorf("contracts of %s: %w", partner, err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ContractVersion, error) {
+		var v ContractVersion
+		var raw []byte
+		if err := r.Scan(&v.Version, &raw, &v.CreatedAt); err != nil {
+			return v, err
+		}
+		return v, json.Unmarshal(raw, &v.Contract)
+	})
+}
+
+// Member is a member of the coalition and how tills find it.
+type Member struct {
+	ID        string    `json:"id"`
+	Phone     string    `json:"phone,omitempty"`
+	Card      string    `json:"card,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// MemberRef names a member as a request does: by id, phone or card (exactly one).
+type MemberRef struct {
+	ID    string `json:"id,omitempty"`
+	Phone string `json:"phone,omitempty"`
+	Card  string `json:"card,omitempty"`
+}
+
+// ParseMemberRef reads a member as a path names it: an id, "phone:+7916…" or "card:N".
+func ParseMemberRef(s string) (MemberRef, error) {
+	switch {
+	case strings.HasPrefix(s, "phone:"):
+		return MemberRef{Phone: strings.TrimPrefix(s, "phone:")}, nil
+	case strings.HasPrefix(s, "card:"):
+		return MemberRef{Card: strings.TrimPrefix(s, "card:")}, nil
+	case ledger.ValidMemberID(s):
+		return MemberRef{ID: s}, nil
+	}
+	return MemberRef{}, ledger.Errorf(ledger.CodeInvalid, "member %q is not an id, phone:+E164 or card:NUMBER", s)
+}
+
+// maxCard bounds a card number's length.
+const maxCard = 64
+
+// normalize checks the reference and brings a phone number to E.164.
+func (r MemberRef) normalize(region string) (MemberRef, error) {
+	n := 0
+	for _, v := range []string{r.ID, r.Phone, r.Card} {
+		if v != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return r, ledger.Errorf(ledger.CodeInvalid, "name the member by exactly one of id, phone or card").With("field", "member")
+	}
+	if r.ID != "" && !ledger.ValidMemberID(r.ID) {
+		return r, ledger.Errorf(ledger.CodeInvalid, "member id %q is not a member id", r.ID).With("field", "member.id")
+	}
+	if r.Phone != "" {
+		p, err := NormalizePhone(r.Phone, region)
+		if err != nil {
+			return r, err
+		}
+		r.Phone = p
+	}
+	if r.Card != "" && (len(r.Card) > maxCard || strings.TrimSpace(r.Card) != r.Card) {
+		return r, ledger.Errorf(ledger.CodeInvalid, "card number must be 1 to %d characters without surrounding spaces", maxCard).With("field", "member.card")
+	}
+	return r, nil
+}
+
+// FindMember returns the member the reference names, or not_found.
+func (s *Store) FindMember(ctx context.Context, ref MemberRef, region string) (Member, error) {
+	ref, err := ref.normalize(region)
+	if err != nil {
+		return Member{}, err
+	}
+	var m Member
+	var phone, card *string
+	err = s.pool.QueryRow(ctx, `SELECT id, phone, card, created_at FROM members
+		WHERE ($1 <> '' AND id = $1) OR ($2 <> '' AND phone = $2) OR ($3 <> '' AND card = $3)`, ref.ID, ref.Phone, ref.Card).
+		Scan(&m.ID, &phone, &card, &m.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Member{}, ledger.Errorf(ledger.CodeNotFound, "no member is known by %s", ref)
+	}
+	if err != nil {
+		return Member{}, fmt.Errorf("find member: %w", err)
+	}
+	if phone != nil {
+		m.Phone = *phone
+	}
+	if card != nil {
+		m.Card = *card
+	}
+	return m, nil
+}
+
+// String describes the reference for messages (an id, or the kind of identifier).
+func (r MemberRef) String() string {
+	switch {
+	case r.ID != "":
+		return "id " + r.ID
+	case r.Phone != "":
+		return "phone " + r.Phone
+	}
+	return "card " + r.Card
+}
+
+// EnsureMember returns the member the reference names, enrolling a new one on the spot
+// for an unknown phone or card (an unknown id stays not_found).
+func (s *Store) EnsureMember(ctx context.Context, ref MemberRef, region string) (Member, bool, error) {
+	m, err := s.FindMember(ctx, ref, region)
+	if ledger.ErrorCode(err) != ledger.CodeNotFound || ref.ID != "" {
+		return m, false, err
+	}
+	ref, _ = ref.normalize(region)
+	m, err = s.Enrol(ctx, ref.Phone, ref.Card)
+	if ledger.ErrorCode(err) == ledger.CodeDuplicateReference {
+		// Another till enrolled the same phone or card a moment ago.
+		m, err = s.FindMember(ctx, ref, region)
+		return m, false, err
+	}
+	return m, err == nil, err
+}
+
+// Enrol creates a member with a phone (E.164) and/or a card number.
+func (s *Store) Enrol(ctx context.Context, phone, card string) (Member, error) {
+	m := Member{ID: ulid.Make().String(), Phone: phone, Card: card}
+	var p, c *string
+	if phone != "" {
+		p = &phone
+	}
+	if card != "" {
+		c = &card
+	}
+	err := s.pool.QueryRow(ctx, `INSERT INTO members (id, phone, card) VALUES ($1, $2, $3) RETURNING created_at`, m.ID, p, c).Scan(&m.CreatedAt)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return Member{}, ledger.Errorf(ledger.CodeDuplicateReference, "a member with this phone or card already exists")
+	}
+	if err != nil {
+		return Member{}, fmt.Errorf("enrol member: %w", err)
+	}
+	return m, nil
+}
