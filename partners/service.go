@@ -66,13 +66,15 @@ type LotRef struct {
 // EarnResult is the answer to an earn. Entry and Lot are nil when the purchase earned no
 // points (under the contract's minimum): nothing was posted.
 type EarnResult struct {
-	Entry    *EntryRef     `json:"entry"`
-	Points   string        `json:"points"`
-	Member   MemberBalance `json:"member"`
-	Lot      *LotRef       `json:"lot"`
-	Pricing  Price         `json:"pricing"`
-	Enrolled bool          `json:"enrolled,omitempty"`
-	Replayed bool          `json:"-"`
+	Entry   *EntryRef     `json:"entry"`
+	Points  string        `json:"points"`
+	Member  MemberBalance `json:"member"`
+	Lot     *LotRef       `json:"lot"`
+	Pricing Price         `json:"pricing"`
+	// Enrolled says the earn enrolled the member; the journal does not record it, so a
+	// replay's answer (rebuilt from the journal) cannot say it, and the API leaves it out.
+	Enrolled bool `json:"-"`
+	Replayed bool `json:"-"`
 }
 
 // entryMeta is what a partner entry records of its terms: everything needed to recompute it.
@@ -82,11 +84,12 @@ type entryMeta struct {
 	Returned   *decimal.Decimal `json:"returned_amount,omitempty"`
 }
 
+// businessTime is the request's business time, or now, at the journal's microseconds.
 func (s *Service) businessTime(t *time.Time) time.Time {
 	if t == nil {
-		return s.Now().UTC()
+		return s.Now().UTC().Truncate(time.Microsecond)
 	}
-	return t.UTC()
+	return t.UTC().Truncate(time.Microsecond)
 }
 
 // activePartner refuses a request for an unknown or suspended partner.

@@ -25,7 +25,13 @@ Usage:
 
 Commands:
   demo            run a small coalition's day through the ledger and print the trial balance
+  serve           serve the HTTP API (--addr, env COALITION_ADDR; default 127.0.0.1:8080)
   migrate         apply the database migrations
+  keys create     make an API key: --role operator|auditor|partner [--partner P]; prints the secret
+  keys revoke     revoke a key by id
+  partners        create ID NAME | list | suspend ID | activate ID
+  contracts       add PARTNER FILE.json (a contract version; - for stdin) | list PARTNER
+  expire          expire every lot past its expiry and void every hold past its timeout
   verify          check the journal's hash chain and every balance against its postings
   trial-balance   print the trial balance (--position N for an earlier one)
   help            show this help
@@ -106,6 +112,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return withDB("", false, func(db *database.DB) error {
 			return verify(ctx, ledger.New(db.Pool), stdout, progress)
 		})
+
+	case "keys", "partners", "contracts", "expire", "serve":
+		return operatorCommand(ctx, cmd, fs, args, withDB, stdout, progress)
 
 	case "trial-balance":
 		position := fs.Int64("position", 0, "journal position to report at (0: now)")

@@ -1,0 +1,469 @@
+package api
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/shopspring/decimal"
+
+	"github.com/coalitionledger/coalition/ledger"
+	"github.com/coalitionledger/coalition/partners"
+)
+
+// MaxBatchItems bounds a /batch request.
+const MaxBatchItems = ledger.MaxBatch
+
+// registerPartnerRoutes adds the partner operations under /v1/partners/:partner.
+func (s *Server) registerPartnerRoutes(g *echo.Group) {
+	g.POST("/earns", s.partnerWrite(s.earn))
+	g.POST("/redemptions", s.partnerWrite(s.redeem))
+	g.POST("/holds", s.partnerWrite(s.hold))
+	g.POST("/holds/:hold/capture", s.partnerWrite(s.capture))
+	g.POST("/holds/:hold/void", s.partnerWrite(s.void))
+	g.POST("/reversals", s.partnerWrite(s.reverse))
+	g.POST("/batch", s.batch)
+	g.GET("/members/:member", s.member)
+}
+
+// operation runs one partner write from its decoded body: it returns the status and body
+// of the answer, or the error to answer with. replayed answers are told apart by the
+// caller only for logging.
+type operation func(c echo.Context, r partners.Request, body []byte) (int, any, error)
+
+// render turns a stored first answer back into the HTTP answer of its operation.
+func renderStored(res *ledger.Result) (int, any) {
+	p := res.Entry
+	switch p.Kind {
+	case ledger.EntryEarn:
+		return http.StatusCreated, partners.EarnResultOf(p)
+	case ledger.EntryRedemption:
+		return http.StatusCreated, partners.RedeemResultOf(p)
+	case ledger.EntryHold, ledger.EntryCapture, ledger.EntryVoid:
+		return http.StatusCreated, partners.HoldResultOf(p)
+	}
+	return http.StatusCreated, partners.ReverseResultOf(p)
+}
+
+// partnerWrite wraps a partner write with what every one of them needs: the partner's
+// authorisation, the Idempotency-Key, the replay of a stored first answer, and the
+// recording of a refusal as the first answer.
+func (s *Server) partnerWrite(op operation) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		partner := c.Param("partner")
+		if err := authorisePartnerWrite(c, partner); err != nil {
+			return writeError(c, err)
+		}
+		body, err := io.ReadAll(c.Request().Body)
+		if err != nil {
+			return writeError(c, bodyError(err))
+		}
+		r, err := s.idempotency(c, partner, body)
+		if err != nil {
+			return writeError(c, err)
+		}
+		status, answer, err := s.runOnce(c, r, body, op)
+		if err != nil {
+			return writeError(c, err)
+		}
+		return c.JSON(status, answer)
+	}
+}
+
+// idempotency reads the request's Idempotency-Key and hashes the request.
+func (s *Server) idempotency(c echo.Context, partner string, body []byte) (partners.Request, error) {
+	key := c.Request().Header.Get("Idempotency-Key")
+	if key == "" {
+		return partners.Request{}, ledger.Errorf(CodeIdempotencyKeyRequired, "partner writes need an Idempotency-Key header (a unique string per request, reused on retries)")
+	}
+	if len(key) > ledger.MaxTextLength {
+		return partners.Request{}, ledger.Errorf(ledger.CodeInvalid, "Idempotency-Key is limited to %d bytes", ledger.MaxTextLength)
+	}
+	return partners.Request{Partner: partner, IdempotencyKey: key, RequestHash: requestHash(c.Request().Method, c.Request().URL.Path, body)}, nil
+}
+
+// requestHash identifies a request for idempotency: its method, path and body.
+func requestHash(method, path string, body []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte(method + " " + path + "\n"))
+	h.Write(bytes.TrimSpace(body))
+	return h.Sum(nil)
+}
+
+// runOnce answers a replay from the stored first answer, or runs the operation and
+// records a refusal as the first answer.
+func (s *Server) runOnce(c echo.Context, r partners.Request, body []byte, op operation) (int, any, error) {
+	ctx := c.Request().Context()
+	stored, err := s.cfg.Ledger.Lookup(ctx, r.Partner, r.IdempotencyKey, r.RequestHash)
+	if err != nil {
+		return 0, nil, err
+	}
+	if stored != nil {
+		c.Response().Header().Set("Idempotent-Replayed", "true")
+		if stored.Err != nil {
+			return 0, nil, stored.Err
+		}
+		status, answer := renderStored(stored)
+		return status, answer, nil
+	}
+	status, answer, err := op(c, r, body)
+	var lerr *ledger.Error
+	if errors.As(err, &lerr) && lerr.Code != ledger.CodeIdempotencyConflict {
+		// The first answer to the key, whatever its source: store it (the engine's own
+		// refusals are stored already, and Refuse then returns them as they are).
+		res, rerr := s.cfg.Ledger.Refuse(ctx, r.Partner, r.IdempotencyKey, r.RequestHash, lerr)
+		if rerr != nil {
+			return 0, nil, rerr
+		}
+		if res.Entry != nil {
+			status, answer := renderStored(&res)
+			return status, answer, nil
+		}
+		return 0, nil, res.Err
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	return status, answer, nil
+}
+
+// memberJSON is a member as a request body names it.
+type memberJSON struct {
+	ID    string `json:"id,omitempty"`
+	Phone string `json:"phone,omitempty"`
+	Card  string `json:"card,omitempty"`
+}
+
+func (m *memberJSON) ref() (partners.MemberRef, error) {
+	if m == nil {
+		return partners.MemberRef{}, ledger.Errorf(ledger.CodeInvalid, "member is required: {\"id\"}, {\"phone\"} or {\"card\"}").With("field", "member")
+	}
+	return partners.MemberRef{ID: m.ID, Phone: m.Phone, Card: m.Card}, nil
+}
+
+type lineJSON struct {
+	Category string `json:"category"`
+	Amount   string `json:"amount"`
+}
+
+type earnJSON struct {
+	Member        *memberJSON     `json:"member"`
+	Amount        string          `json:"amount"`
+	Currency      string          `json:"currency"`
+	Category      string          `json:"category"`
+	PaymentMethod string          `json:"payment_method"`
+	Lines         []lineJSON      `json:"lines"`
+	BusinessTime  *time.Time      `json:"business_time"`
+	Reference     string          `json:"reference"`
+	Metadata      json.RawMessage `json:"metadata"`
+}
+
+// money parses an optional amount field in the coalition's currency.
+func (s *Server) money(c echo.Context, field, v string) (decimal.Decimal, error) {
+	if v == "" {
+		return decimal.Zero, nil
+	}
+	coal, err := s.cfg.Store.Coalition(c.Request().Context())
+	if err != nil {
+		return decimal.Zero, err
+	}
+	scale, err := coal.MoneyScale()
+	if err != nil {
+		return decimal.Zero, err
+	}
+	return parseAmount(field, v, scale)
+}
+
+// points parses an optional points field at the coalition's points scale.
+func (s *Server) points(c echo.Context, field, v string) (decimal.Decimal, error) {
+	if v == "" {
+		return decimal.Zero, nil
+	}
+	coal, err := s.cfg.Store.Coalition(c.Request().Context())
+	if err != nil {
+		return decimal.Zero, err
+	}
+	return parseAmount(field, v, coal.PointsScale)
+}
+
+func (s *Server) earnInput(c echo.Context, body []byte) (partners.EarnInput, error) {
+	var in earnJSON
+	if err := decodeBytes(body, &in); err != nil {
+		return partners.EarnInput{}, err
+	}
+	ref, err := in.Member.ref()
+	if err != nil {
+		return partners.EarnInput{}, err
+	}
+	if in.Currency == "" {
+		return partners.EarnInput{}, ledger.Errorf(ledger.CodeInvalid, "currency is required with the amount").With("field", "currency")
+	}
+	amount, err := s.money(c, "amount", in.Amount)
+	if err != nil {
+		return partners.EarnInput{}, err
+	}
+	p := partners.Purchase{Amount: amount, Currency: in.Currency, Category: in.Category, PaymentMethod: in.PaymentMethod}
+	for i, l := range in.Lines {
+		a, err := s.money(c, "lines["+itoa(i)+"].amount", l.Amount)
+		if err != nil {
+			return partners.EarnInput{}, err
+		}
+		p.Lines = append(p.Lines, partners.Line{Category: l.Category, Amount: a})
+	}
+	if in.Amount == "" && len(in.Lines) == 0 {
+		return partners.EarnInput{}, ledger.Errorf(ledger.CodeInvalid, "an earn needs an amount or lines").With("field", "amount")
+	}
+	return partners.EarnInput{Member: ref, Purchase: p, BusinessTime: in.BusinessTime, Reference: in.Reference}, nil
+}
+
+func (s *Server) earn(c echo.Context, r partners.Request, body []byte) (int, any, error) {
+	in, err := s.earnInput(c, body)
+	if err != nil {
+		return 0, nil, err
+	}
+	res, err := s.service().Earn(c.Request().Context(), r, in)
+	if err != nil {
+		return 0, nil, err
+	}
+	if res.Entry == nil {
+		return http.StatusOK, res, nil
+	}
+	s.countEntry(string(ledger.EntryEarn))
+	return http.StatusCreated, res, nil
+}
+
+type redeemJSON struct {
+	Member         *memberJSON `json:"member"`
+	Points         string      `json:"points"`
+	Value          string      `json:"value"`
+	PurchaseAmount string      `json:"purchase_amount"`
+	BusinessTime   *time.Time  `json:"business_time"`
+	Reference      string      `json:"reference"`
+	ExpiresIn      *int64      `json:"expires_in"` // holds only: seconds
+}
+
+func (s *Server) redeemInput(c echo.Context, body []byte, hold bool) (partners.RedeemInput, *int64, error) {
+	var in redeemJSON
+	if err := decodeBytes(body, &in); err != nil {
+		return partners.RedeemInput{}, nil, err
+	}
+	if !hold && in.ExpiresIn != nil {
+		return partners.RedeemInput{}, nil, ledger.Errorf(ledger.CodeInvalid, "expires_in belongs to holds").With("field", "expires_in")
+	}
+	ref, err := in.Member.ref()
+	if err != nil {
+		return partners.RedeemInput{}, nil, err
+	}
+	if (in.Points == "") == (in.Value == "") {
+		return partners.RedeemInput{}, nil, ledger.Errorf(ledger.CodeInvalid, "give either points or value").With("field", "points")
+	}
+	out := partners.RedeemInput{Member: ref, BusinessTime: in.BusinessTime, Reference: in.Reference}
+	if out.Points, err = s.points(c, "points", in.Points); err != nil {
+		return out, nil, err
+	}
+	if out.Value, err = s.money(c, "value", in.Value); err != nil {
+		return out, nil, err
+	}
+	if in.PurchaseAmount != "" {
+		pa, err := s.money(c, "purchase_amount", in.PurchaseAmount)
+		if err != nil {
+			return out, nil, err
+		}
+		out.PurchaseAmount = &pa
+	}
+	return out, in.ExpiresIn, nil
+}
+
+func (s *Server) redeem(c echo.Context, r partners.Request, body []byte) (int, any, error) {
+	in, _, err := s.redeemInput(c, body, false)
+	if err != nil {
+		return 0, nil, err
+	}
+	res, err := s.service().Redeem(c.Request().Context(), r, in)
+	if err != nil {
+		return 0, nil, err
+	}
+	s.countEntry(string(ledger.EntryRedemption))
+	return http.StatusCreated, res, nil
+}
+
+func (s *Server) hold(c echo.Context, r partners.Request, body []byte) (int, any, error) {
+	in, expiresIn, err := s.redeemInput(c, body, true)
+	if err != nil {
+		return 0, nil, err
+	}
+	h := partners.HoldInput{Member: in.Member, Points: in.Points, Value: in.Value, PurchaseAmount: in.PurchaseAmount,
+		BusinessTime: in.BusinessTime, Reference: in.Reference}
+	if expiresIn != nil {
+		if *expiresIn <= 0 {
+			return 0, nil, ledger.Errorf(ledger.CodeInvalid, "expires_in is a number of seconds greater than zero").With("field", "expires_in")
+		}
+		h.ExpiresIn = time.Duration(*expiresIn) * time.Second
+	}
+	res, err := s.service().Hold(c.Request().Context(), r, h)
+	if err != nil {
+		return 0, nil, err
+	}
+	s.countEntry(string(ledger.EntryHold))
+	return http.StatusCreated, res, nil
+}
+
+type captureJSON struct {
+	Points string `json:"points"`
+}
+
+func (s *Server) capture(c echo.Context, r partners.Request, body []byte) (int, any, error) {
+	var in captureJSON
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := decodeBytes(body, &in); err != nil {
+			return 0, nil, err
+		}
+	}
+	pts, err := s.points(c, "points", in.Points)
+	if err != nil {
+		return 0, nil, err
+	}
+	res, err := s.service().Capture(c.Request().Context(), r, c.Param("hold"), pts)
+	if err != nil {
+		return 0, nil, err
+	}
+	s.countEntry(string(ledger.EntryCapture))
+	return http.StatusCreated, res, nil
+}
+
+func (s *Server) void(c echo.Context, r partners.Request, body []byte) (int, any, error) {
+	if len(bytes.TrimSpace(body)) > 0 {
+		var empty struct{}
+		if err := decodeBytes(body, &empty); err != nil {
+			return 0, nil, err
+		}
+	}
+	res, err := s.service().Void(c.Request().Context(), r, c.Param("hold"))
+	if err != nil {
+		return 0, nil, err
+	}
+	s.countEntry(string(ledger.EntryVoid))
+	return http.StatusCreated, res, nil
+}
+
+type reversalJSON struct {
+	Entry             string `json:"entry"`
+	OriginalReference string `json:"original_reference"`
+	OriginalKind      string `json:"original_kind"`
+	Amount            string `json:"amount"`
+	Points            string `json:"points"`
+	Reference         string `json:"reference"`
+}
+
+func (s *Server) reverse(c echo.Context, r partners.Request, body []byte) (int, any, error) {
+	var in reversalJSON
+	if err := decodeBytes(body, &in); err != nil {
+		return 0, nil, err
+	}
+	out := partners.ReverseInput{Entry: in.Entry, Reference: in.OriginalReference, Kind: ledger.EntryKind(in.OriginalKind), NewReference: in.Reference}
+	if in.OriginalReference != "" && in.OriginalKind != string(ledger.EntryEarn) && in.OriginalKind != string(ledger.EntryRedemption) {
+		return 0, nil, ledger.Errorf(ledger.CodeInvalid, "original_kind must be earn or redemption with original_reference").With("field", "original_kind")
+	}
+	var err error
+	if out.Amount, err = s.money(c, "amount", in.Amount); err != nil {
+		return 0, nil, err
+	}
+	if out.Points, err = s.points(c, "points", in.Points); err != nil {
+		return 0, nil, err
+	}
+	res, err := s.service().Reverse(c.Request().Context(), r, out)
+	if err != nil {
+		return 0, nil, err
+	}
+	s.countEntry("reversal")
+	return http.StatusCreated, res, nil
+}
+
+// batchJSON is many partner writes in one request, each with its own idempotency key.
+type batchJSON struct {
+	Items []batchItemJSON `json:"items"`
+}
+
+type batchItemJSON struct {
+	Type           string          `json:"type"` // earn, redemption, hold, capture, void, reversal
+	IdempotencyKey string          `json:"idempotency_key"`
+	Hold           string          `json:"hold"` // capture and void
+	Body           json.RawMessage `json:"body"`
+}
+
+// batchAnswer is the answer to one item: the status it would have had alone, and its body.
+type batchAnswer struct {
+	Status int `json:"status"`
+	Body   any `json:"body"`
+}
+
+// batch answers each item as its own request would have been answered. Items run in
+// order; each is idempotent under its own key.
+func (s *Server) batch(c echo.Context) error {
+	partner := c.Param("partner")
+	if err := authorisePartnerWrite(c, partner); err != nil {
+		return writeError(c, err)
+	}
+	var in batchJSON
+	if err := decode(c, &in); err != nil {
+		return writeError(c, err)
+	}
+	if len(in.Items) == 0 {
+		return writeError(c, ledger.Errorf(ledger.CodeEmptyBatch, "a batch needs at least one item"))
+	}
+	if len(in.Items) > MaxBatchItems {
+		return writeError(c, echo.NewHTTPError(http.StatusRequestEntityTooLarge, "a batch holds at most "+itoa(MaxBatchItems)+" items"))
+	}
+	ops := map[string]operation{"earn": s.earn, "redemption": s.redeem, "hold": s.hold, "capture": s.capture, "void": s.void, "reversal": s.reverse}
+	answers := make([]batchAnswer, len(in.Items))
+	for i, item := range in.Items {
+		op, ok := ops[item.Type]
+		if !ok {
+			answers[i] = errorAnswer(ledger.Errorf(ledger.CodeInvalid, "item type %q is not one of earn, redemption, hold, capture, void, reversal", item.Type))
+			continue
+		}
+		if item.IdempotencyKey == "" || len(item.IdempotencyKey) > ledger.MaxTextLength {
+			answers[i] = errorAnswer(ledger.Errorf(CodeIdempotencyKeyRequired, "every item needs its own idempotency_key (1 to %d bytes)", ledger.MaxTextLength))
+			continue
+		}
+		path := c.Request().URL.Path + "/" + item.Type + "/" + item.Hold
+		r := partners.Request{Partner: partner, IdempotencyKey: item.IdempotencyKey, RequestHash: requestHash(http.MethodPost, path, item.Body)}
+		ic := c.Echo().NewContext(c.Request(), c.Response())
+		ic.SetParamNames("partner", "hold")
+		ic.SetParamValues(partner, item.Hold)
+		status, answer, err := s.runOnce(ic, r, item.Body, op)
+		if err != nil {
+			answers[i] = errorAnswer(err)
+			continue
+		}
+		answers[i] = batchAnswer{Status: status, Body: answer}
+	}
+	c.Response().Header().Del("Idempotent-Replayed")
+	return c.JSON(http.StatusOK, map[string]any{"items": answers})
+}
+
+func errorAnswer(err error) batchAnswer {
+	status, body := errorBody(err)
+	return batchAnswer{Status: status, Body: body}
+}
+
+// member answers a partner's look-up of a member: balance, held, tier, expiring points.
+func (s *Server) member(c echo.Context) error {
+	if err := authorisePartner(c, c.Param("partner")); err != nil {
+		return writeError(c, err)
+	}
+	ref, err := partners.ParseMemberRef(c.Param("member"))
+	if err != nil {
+		return writeError(c, err)
+	}
+	v, err := s.service().Member(c.Request().Context(), ref)
+	if err != nil {
+		return writeError(c, err)
+	}
+	return c.JSON(http.StatusOK, v)
+}

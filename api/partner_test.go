@@ -1,0 +1,258 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/coalitionledger/coalition/ledger"
+	"github.com/coalitionledger/coalition/partners"
+)
+
+// coalitionEnv is a RUB coalition with a fuel chain and a grocer, and a key for each.
+type coalitionEnv struct {
+	*env
+	fuel, grocer string // partner secrets
+}
+
+func newCoalitionEnv(t *testing.T) *coalitionEnv {
+	t.Helper()
+	e := &coalitionEnv{env: newEnv(t)}
+	e.request(http.MethodPut, "/v1/coalition", e.operator, map[string]any{
+		"currency": "RUB", "point_value": "1", "points_scale": 0, "time_zone": "Europe/Moscow", "settlement_time": "02:00",
+		"tiers": []map[string]string{{"name": "basic", "threshold": "0", "multiplier": "1"}},
+	}).want(t, http.StatusOK)
+	e.fuel, e.grocer = e.partner("fuelco"), e.partner("grocer")
+	ctx := context.Background()
+	now := time.Now()
+	days := 365
+	for id, k := range map[string]partners.Contract{
+		"fuelco": {Earn: partners.EarnRate{PointsPerUnit: decPtr("0.1")}, CategoryMultipliers: map[string]decimal.Decimal{"shop": decimal.NewFromInt(3)}, ExpiryDays: &days},
+		"grocer": {Earn: partners.EarnRate{PointsPerUnit: decPtr("0.05")}, MaxShare: decPtr("0.2")},
+	} {
+		k.EffectiveFrom, k.Currency = now, "RUB"
+		if _, err := e.store.AddContract(ctx, id, k, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e
+}
+
+// post sends a partner write with an idempotency key.
+func (e *coalitionEnv) post(path, secret, key string, body any) response {
+	e.t.Helper()
+	return e.request(http.MethodPost, path, secret, body, "Idempotency-Key", key)
+}
+
+type earnAnswer struct {
+	Entry  struct{ ID string } `json:"entry"`
+	Points string              `json:"points"`
+	Member struct {
+		ID      string `json:"id"`
+		Balance string `json:"balance"`
+	} `json:"member"`
+	Lot struct {
+		ID        string     `json:"id"`
+		ExpiresAt *time.Time `json:"expires_at"`
+	} `json:"lot"`
+	Pricing map[string]any `json:"pricing"`
+}
+
+func TestEarnAndRedeemAcrossPartnersOverHTTP(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	ctx := context.Background()
+	// A fuel and shop basket, member known only by phone: enrolled on the spot.
+	basket := map[string]any{"member": map[string]string{"phone": "+79161234567"}, "currency": "RUB",
+		"lines":     []map[string]string{{"category": "fuel", "amount": "2000.00"}, {"category": "shop", "amount": "500.00"}},
+		"reference": "till-1/0001"}
+	r := e.post("/v1/partners/fuelco/earns", e.fuel, "e-1", basket).want(t, http.StatusCreated)
+	var earned earnAnswer
+	r.decode(t, &earned)
+	if earned.Points != "350" || earned.Member.Balance != "350" || earned.Lot.ExpiresAt == nil || earned.Pricing["contract_effective_from"] == nil {
+		t.Fatalf("earn answer: %s", r.Body)
+	}
+	// The retry gets the first answer, and nothing is posted twice.
+	again := e.post("/v1/partners/fuelco/earns", e.fuel, "e-1", basket).want(t, http.StatusCreated)
+	if string(again.Body) != string(r.Body) || again.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay: %s", again.Body)
+	}
+	// The same key with another body is a conflict.
+	basket["reference"] = "till-1/0002"
+	e.post("/v1/partners/fuelco/earns", e.fuel, "e-1", basket).wantError(t, http.StatusConflict, "idempotency_conflict")
+	// A reference is unique per partner and kind.
+	e.post("/v1/partners/fuelco/earns", e.fuel, "e-2", map[string]any{"member": map[string]string{"id": earned.Member.ID},
+		"amount": "10.00", "currency": "RUB", "reference": "till-1/0001"}).wantError(t, http.StatusConflict, "duplicate_reference")
+
+	// The grocer lets points pay 20% of a purchase: 1000 RUB → 200 points at most.
+	red := map[string]any{"member": map[string]string{"phone": "+7 (916) 123-45-67"}, "points": "250", "purchase_amount": "1000.00"}
+	cap := e.post("/v1/partners/grocer/redemptions", e.grocer, "r-1", red).wantError(t, http.StatusUnprocessableEntity, "exceeds_max_share")
+	if cap.Details["max_points"] != "200" {
+		t.Fatalf("share cap details: %+v", cap.Details)
+	}
+	// Its replay is the same refusal, even once the rule would pass.
+	red["purchase_amount"] = "1000.00"
+	e.post("/v1/partners/grocer/redemptions", e.grocer, "r-1", red).wantError(t, http.StatusUnprocessableEntity, "exceeds_max_share")
+	red["points"] = "200"
+	r = e.post("/v1/partners/grocer/redemptions", e.grocer, "r-2", red).want(t, http.StatusCreated)
+	var redeemed struct {
+		Points string
+		Value  struct{ Amount, Currency string }
+		Member struct{ Balance string }
+	}
+	r.decode(t, &redeemed)
+	if redeemed.Points != "200" || redeemed.Value.Amount != "200" || redeemed.Value.Currency != "RUB" || redeemed.Member.Balance != "150" {
+		t.Fatalf("redemption answer: %s", r.Body)
+	}
+	// fuelco issued the points: it owes the grocer their value, to the kopeck.
+	for acct, want := range map[string]string{"partner:fuelco:settlement": "200", "partner:grocer:settlement": "-200"} {
+		if got, _ := e.ledger.Balance(ctx, acct); !got.Equal(decimal.RequireFromString(want)) {
+			t.Errorf("%s = %s, want %s", acct, got, want)
+		}
+	}
+
+	// Any partner may read a member's balance, tier and expiring points.
+	r = e.request(http.MethodGet, "/v1/partners/grocer/members/phone:+79161234567", e.grocer, nil).want(t, http.StatusOK)
+	var m struct {
+		ID, Balance, Held string
+		Tier              *string
+		Expiring          []any
+	}
+	r.decode(t, &m)
+	if m.ID != earned.Member.ID || m.Balance != "150" || m.Tier == nil || *m.Tier != "basic" {
+		t.Fatalf("member answer: %s", r.Body)
+	}
+	e.request(http.MethodGet, "/v1/partners/grocer/members/card:404", e.grocer, nil).wantError(t, http.StatusNotFound, "not_found")
+}
+
+func TestBadAmountsAreRefusedAndWriteNothing(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	member := map[string]string{"card": "1"}
+	for name, tc := range map[string]struct {
+		body   any
+		status int
+		code   string
+	}{
+		"too many decimals": {map[string]any{"member": member, "amount": "10.001", "currency": "RUB"}, 422, "invalid_scale"},
+		"exponent":          {map[string]any{"member": member, "amount": "1e3", "currency": "RUB"}, 422, "invalid_amount"},
+		"negative":          {map[string]any{"member": member, "amount": "-10.00", "currency": "RUB"}, 422, "invalid_amount"},
+		"absurd":            {map[string]any{"member": member, "amount": "99999999999999999.00", "currency": "RUB"}, 422, "invalid_amount"},
+		"a number":          {`{"member": {"card": "1"}, "amount": 10.5, "currency": "RUB"}`, 400, "malformed_json"},
+		"another currency":  {map[string]any{"member": member, "amount": "10.00", "currency": "EUR"}, 422, "currency_mismatch"},
+		"unknown field":     {`{"member": {"card": "1"}, "amount": "10.00", "currency": "RUB", "tip": "1"}`, 400, "malformed_json"},
+		"two members":       {map[string]any{"member": map[string]string{"card": "1", "phone": "+79161234567"}, "amount": "10.00", "currency": "RUB"}, 422, "invalid_request"},
+		"bad phone":         {map[string]any{"member": map[string]string{"phone": "call me"}, "amount": "10.00", "currency": "RUB"}, 422, "invalid_phone"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e.post("/v1/partners/fuelco/earns", e.fuel, "bad-"+name, tc.body).wantError(t, tc.status, tc.code)
+		})
+	}
+	e.request(http.MethodPost, "/v1/partners/fuelco/earns", e.fuel, map[string]any{"member": member, "amount": "10.00", "currency": "RUB"}).
+		wantError(t, http.StatusBadRequest, "idempotency_key_required")
+	if h, _ := e.ledger.Head(context.Background()); h.Position != 0 {
+		t.Fatalf("refused requests wrote %d entries", h.Position)
+	}
+	// A suspended partner's requests are refused.
+	e.request(http.MethodPatch, "/v1/partners/fuelco", e.operator, map[string]string{"status": "suspended"}).want(t, http.StatusOK)
+	e.post("/v1/partners/fuelco/earns", e.fuel, "s-1", map[string]any{"member": member, "amount": "10.00", "currency": "RUB"}).
+		wantError(t, http.StatusUnprocessableEntity, "partner_suspended")
+}
+
+func TestHoldsReversalsAndBatchOverHTTP(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	ctx := context.Background()
+	member := map[string]string{"card": "42"}
+	var earned earnAnswer
+	e.post("/v1/partners/fuelco/earns", e.fuel, "e-1", map[string]any{"member": member, "amount": "5000.00", "currency": "RUB", "reference": "r-5000"}).
+		want(t, http.StatusCreated).decode(t, &earned) // 500 points
+
+	// A hold, captured in part: the rest goes back.
+	var h struct {
+		Hold   struct{ ID, Status string }
+		Member struct{ Balance, Held string }
+	}
+	e.post("/v1/partners/grocer/holds", e.grocer, "h-1", map[string]any{"member": member, "points": "100", "purchase_amount": "1000.00", "expires_in": 600}).
+		want(t, http.StatusCreated).decode(t, &h)
+	if h.Hold.Status != "open" || h.Member.Held != "100" || h.Member.Balance != "400" {
+		t.Fatalf("hold: %+v", h)
+	}
+	e.post("/v1/partners/fuelco/holds/"+h.Hold.ID+"/capture", e.fuel, "c-0", nil).wantError(t, http.StatusNotFound, "not_found")
+	var c struct {
+		Points string
+		Value  struct{ Amount string }
+		Member struct{ Balance, Held string }
+	}
+	e.post("/v1/partners/grocer/holds/"+h.Hold.ID+"/capture", e.grocer, "c-1", map[string]string{"points": "60"}).
+		want(t, http.StatusCreated).decode(t, &c)
+	if c.Points != "60" || c.Value.Amount != "60" || c.Member.Balance != "440" || c.Member.Held != "0" {
+		t.Fatalf("capture: %+v", c)
+	}
+	e.post("/v1/partners/grocer/holds/"+h.Hold.ID+"/void", e.grocer, "v-1", nil).wantError(t, http.StatusConflict, "hold_not_open")
+
+	// A hold that times out is voided by the job.
+	e.post("/v1/partners/grocer/holds", e.grocer, "h-2", map[string]any{"member": member, "points": "40", "purchase_amount": "1000.00", "expires_in": 1}).
+		want(t, http.StatusCreated).decode(t, &h)
+	if n, err := e.ledger.ReleaseExpiredHolds(ctx, time.Now().Add(2*time.Second), nil); err != nil || n != 1 {
+		t.Fatalf("hold timeout job voided %d, %v", n, err)
+	}
+	if got, _ := e.ledger.Hold(ctx, h.Hold.ID); got.Status != ledger.HoldVoided {
+		t.Fatalf("hold after its timeout: %+v", got)
+	}
+
+	// Half the purchase comes back: half the points, named by the original's reference.
+	var rev struct {
+		Points   string
+		Reverses string
+		Member   struct{ Balance string }
+	}
+	e.post("/v1/partners/fuelco/reversals", e.fuel, "x-1", map[string]any{"original_reference": "r-5000", "original_kind": "earn", "amount": "2500.00"}).
+		want(t, http.StatusCreated).decode(t, &rev)
+	if rev.Points != "250" || rev.Reverses != earned.Entry.ID || rev.Member.Balance != "190" {
+		t.Fatalf("reversal: %+v", rev)
+	}
+	e.post("/v1/partners/fuelco/reversals", e.fuel, "x-2", map[string]any{"entry": earned.Entry.ID, "amount": "2500.01"}).
+		wantError(t, http.StatusUnprocessableEntity, "reversal_exceeds_original")
+	e.post("/v1/partners/grocer/reversals", e.grocer, "x-3", map[string]any{"entry": earned.Entry.ID}).
+		wantError(t, http.StatusNotFound, "not_found")
+
+	// A batch: each item answered as it would be alone, in order.
+	r := e.post("/v1/partners/fuelco/batch", e.fuel, "unused", map[string]any{"items": []map[string]any{
+		{"type": "earn", "idempotency_key": "b-1", "body": map[string]any{"member": member, "amount": "100.00", "currency": "RUB"}},
+		{"type": "redemption", "idempotency_key": "b-2", "body": map[string]any{"member": member, "points": "100000"}},
+		{"type": "earn", "idempotency_key": "b-3", "body": map[string]any{"member": member, "amount": "200.00", "currency": "RUB"}},
+		{"type": "earn", "idempotency_key": "b-1", "body": map[string]any{"member": member, "amount": "100.00", "currency": "RUB"}},
+		{"type": "teleport", "idempotency_key": "b-5", "body": map[string]any{}},
+	}}).want(t, http.StatusOK)
+	var batch struct {
+		Items []struct {
+			Status int             `json:"status"`
+			Body   json.RawMessage `json:"body"`
+		} `json:"items"`
+	}
+	r.decode(t, &batch)
+	statuses := []int{}
+	for _, it := range batch.Items {
+		statuses = append(statuses, it.Status)
+	}
+	want := []int{201, 422, 201, 201, 422}
+	for i := range want {
+		if statuses[i] != want[i] {
+			t.Fatalf("batch statuses %v, want %v: %s", statuses, want, r.Body)
+		}
+	}
+	if string(batch.Items[3].Body) != string(batch.Items[0].Body) {
+		t.Fatalf("a repeated key in a batch did not replay: %s", r.Body)
+	}
+	if mm, err := e.ledger.CheckBalances(ctx); err != nil || len(mm) > 0 {
+		t.Fatalf("balances: %+v %v", mm, err)
+	}
+	if err := e.ledger.VerifyChain(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/coalitionledger/coalition/internal/database"
+	"github.com/coalitionledger/coalition/ledger"
+	"github.com/coalitionledger/coalition/partners"
+)
+
+// operatorCommand runs the operator's commands: keys, partners, contracts, expire, serve.
+func operatorCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []string,
+	withDB func(string, bool, func(*database.DB) error) error, stdout io.Writer, progress func(string, ...any)) error {
+	switch cmd {
+	case "keys":
+		role := fs.String("role", "", "the key's role: operator, auditor or partner")
+		partner := fs.String("partner", "", "the partner a partner key acts for")
+		if len(args) == 0 {
+			return usageError{"keys: say create or revoke"}
+		}
+		sub := args[0]
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		switch sub {
+		case "create":
+			if *role == "" {
+				return usageError{"keys create needs --role operator|auditor|partner"}
+			}
+			return withDB("", false, func(db *database.DB) error {
+				id, secret, err := partners.NewKeys(db.Pool).Create(ctx, partners.Role(*role), *partner)
+				if err != nil {
+					return err
+				}
+				progress("created %s key %s; the secret is shown once:", *role, id)
+				fmt.Fprintln(stdout, secret)
+				return nil
+			})
+		case "revoke":
+			if fs.NArg() != 1 {
+				return usageError{"keys revoke takes the key's id"}
+			}
+			return withDB("", false, func(db *database.DB) error {
+				if err := partners.NewKeys(db.Pool).Revoke(ctx, fs.Arg(0)); err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "revoked key %s\n", fs.Arg(0))
+				return nil
+			})
+		}
+		return usageError{fmt.Sprintf("keys: unknown subcommand %q", sub)}
+
+	case "partners":
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		a := fs.Args()
+		if len(a) == 0 {
+			return usageError{"partners: say create ID NAME, list, suspend ID or activate ID"}
+		}
+		return withDB("", false, func(db *database.DB) error {
+			store := partners.NewStore(db.Pool)
+			switch {
+			case a[0] == "create" && len(a) == 3:
+				p, err := store.CreatePartner(ctx, a[1], a[2])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "created partner %s (%s)\n", p.ID, p.Name)
+				return nil
+			case a[0] == "list" && len(a) == 1:
+				list, err := store.Partners(ctx)
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "id\tname\tstatus\tcreated")
+				for _, p := range list {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.ID, p.Name, p.Status, p.CreatedAt.UTC().Format(time.RFC3339))
+				}
+				return tw.Flush()
+			case (a[0] == "suspend" || a[0] == "activate") && len(a) == 2:
+				status := partners.StatusSuspended
+				if a[0] == "activate" {
+					status = partners.StatusActive
+				}
+				p, err := store.SetPartnerStatus(ctx, a[1], status)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "partner %s is %s\n", p.ID, p.Status)
+				return nil
+			}
+			return usageError{"partners: say create ID NAME, list, suspend ID or activate ID"}
+		})
+
+	case "contracts":
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		a := fs.Args()
+		switch {
+		case len(a) == 3 && a[0] == "add":
+			var raw []byte
+			var err error
+			if a[2] == "-" {
+				raw, err = io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
+			} else {
+				raw, err = os.ReadFile(a[2])
+			}
+			if err != nil {
+				return err
+			}
+			var k partners.Contract
+			if err := json.Unmarshal(raw, &k); err != nil {
+				return fmt.Errorf("contract %s: %w", a[2], err)
+			}
+			return withDB("", false, func(db *database.DB) error {
+				v, err := partners.NewStore(db.Pool).AddContract(ctx, a[1], k, time.Now())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "partner %s: contract version %d in force from %s\n", a[1], v.Version, v.EffectiveFrom.UTC().Format(time.RFC3339))
+				return nil
+			})
+		case len(a) == 2 && a[0] == "list":
+			return withDB("", false, func(db *database.DB) error {
+				list, err := partners.NewStore(db.Pool).Contracts(ctx, a[1])
+				if err != nil {
+					return err
+				}
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(list)
+			})
+		}
+		return usageError{"contracts: say add PARTNER FILE.json (- for stdin) or list PARTNER"}
+
+	case "expire":
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		return withDB("", false, func(db *database.DB) error {
+			l := ledger.New(db.Pool)
+			now := time.Now()
+			n, err := l.ExpireDue(ctx, now, func(done int) { progress("expired %d lots so far", done) })
+			if err != nil {
+				return err
+			}
+			h, err := l.ReleaseExpiredHolds(ctx, now, func(done int) { progress("voided %d holds so far", done) })
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "expired %d lots, voided %d timed-out holds\n", n, h)
+			return nil
+		})
+
+	case "serve":
+		return serve(ctx, fs, args, withDB, progress)
+	}
+	return usageError{fmt.Sprintf("unknown command %q", cmd)}
+}
