@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shopspring/decimal"
+
 	"github.com/coalitionledger/coalition/partners"
 )
 
@@ -25,7 +27,8 @@ var principalNames = [principalCount]string{"operator", "auditor", "own partner"
 // contract in force, and one key per principal.
 type matrix struct {
 	*env
-	secrets [principalCount]string
+	secrets    [principalCount]string
+	lastMember string
 }
 
 // accessRow is one route of the access matrix: how to build a request that the operator
@@ -77,18 +80,72 @@ var accessRows = []accessRow{
 	}, want: [principalCount]int{204, 403, 403, 403, 401}},
 }
 
-// routesWithoutAccessRows are registered routes that have no row in accessRows yet (the
-// partner operations). Remove a route from here when its row is added.
-var routesWithoutAccessRows = map[string]bool{
-	"POST /v1/members":                               true,
-	"POST /v1/partners/:partner/earns":               true,
-	"POST /v1/partners/:partner/redemptions":         true,
-	"POST /v1/partners/:partner/holds":               true,
-	"POST /v1/partners/:partner/holds/:hold/capture": true,
-	"POST /v1/partners/:partner/holds/:hold/void":    true,
-	"POST /v1/partners/:partner/reversals":           true,
-	"POST /v1/partners/:partner/batch":               true,
-	"GET /v1/partners/:partner/members/:member":      true,
+// routesWithoutAccessRows are registered routes that have no row in accessRows yet.
+// Remove a route from here when its row is added.
+var routesWithoutAccessRows = map[string]bool{}
+
+// The partner operations: the operator may act for any partner, an auditor never writes,
+// a partner key acts only for its own partner, and every partner reads any member.
+func init() {
+	writes := [principalCount]int{201, 403, 201, 403, 401}
+	key := func(m *matrix) []string { return []string{"Idempotency-Key", fmt.Sprint("access-", m.next())} }
+	card := func(m *matrix) string { return fmt.Sprint("card-", m.next()) }
+	accessRows = append(accessRows,
+		accessRow{route: "POST /v1/members", path: fixed("/v1/members"),
+			body: func(m *matrix) string { return fmt.Sprintf(`{"card": %q}`, card(m)) },
+			want: [principalCount]int{201, 403, 201, 201, 401}},
+		accessRow{route: "POST /v1/partners/:partner/earns", path: fixed("/v1/partners/alpha/earns"), header: key,
+			body: func(m *matrix) string {
+				return fmt.Sprintf(`{"member": {"card": %q}, "amount": "10.00", "currency": "USD"}`, card(m))
+			}, want: writes},
+		accessRow{route: "POST /v1/partners/:partner/redemptions", path: fixed("/v1/partners/alpha/redemptions"), header: key,
+			body: func(m *matrix) string { return fmt.Sprintf(`{"member": {"id": %q}, "points": "1"}`, m.member()) }, want: writes},
+		accessRow{route: "POST /v1/partners/:partner/holds", path: fixed("/v1/partners/alpha/holds"), header: key,
+			body: func(m *matrix) string { return fmt.Sprintf(`{"member": {"id": %q}, "points": "1"}`, m.member()) }, want: writes},
+		accessRow{route: "POST /v1/partners/:partner/holds/:hold/capture", header: key,
+			path: func(m *matrix) string { return "/v1/partners/alpha/holds/" + m.hold() + "/capture" }, want: writes},
+		accessRow{route: "POST /v1/partners/:partner/holds/:hold/void", header: key,
+			path: func(m *matrix) string { return "/v1/partners/alpha/holds/" + m.hold() + "/void" }, want: writes},
+		accessRow{route: "POST /v1/partners/:partner/reversals", path: fixed("/v1/partners/alpha/reversals"), header: key,
+			body: func(m *matrix) string { return fmt.Sprintf(`{"entry": %q}`, m.earn()) }, want: writes},
+		accessRow{route: "POST /v1/partners/:partner/batch", path: fixed("/v1/partners/alpha/batch"),
+			body: func(m *matrix) string {
+				return fmt.Sprintf(`{"items": [{"type": "earn", "idempotency_key": "b-%d", "body": {"member": {"card": %q}, "amount": "1.00", "currency": "USD"}}]}`, m.next(), card(m))
+			}, want: [principalCount]int{200, 403, 200, 403, 401}},
+		accessRow{route: "GET /v1/partners/:partner/members/:member",
+			path: func(m *matrix) string { return "/v1/partners/alpha/members/" + m.member() },
+			want: [principalCount]int{200, 200, 200, 403, 401}},
+	)
+}
+
+// earn posts an earn of 100 points at alpha for a new member and returns its entry id.
+func (m *matrix) earn() string {
+	m.t.Helper()
+	res, err := m.srv.service().Earn(context.Background(), partners.Request{Partner: "alpha", IdempotencyKey: fmt.Sprint("seed-", m.next())},
+		partners.EarnInput{Member: partners.MemberRef{Card: fmt.Sprint("seed-", m.next())}, Purchase: partners.Purchase{Amount: decimal.NewFromInt(100), Currency: "USD"}})
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	m.lastMember = res.Member.ID
+	return res.Entry.ID
+}
+
+// member returns a new member with 100 points from alpha.
+func (m *matrix) member() string {
+	m.earn()
+	return m.lastMember
+}
+
+// hold returns an open hold of alpha on a new member.
+func (m *matrix) hold() string {
+	m.t.Helper()
+	id := m.member()
+	h, err := m.srv.service().Hold(context.Background(), partners.Request{Partner: "alpha", IdempotencyKey: fmt.Sprint("seed-", m.next())},
+		partners.HoldInput{Member: partners.MemberRef{ID: id}, Points: decimal.NewFromInt(10)})
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return h.Hold.ID
 }
 
 func newMatrix(t *testing.T) *matrix {

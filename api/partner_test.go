@@ -105,7 +105,7 @@ func TestEarnAndRedeemAcrossPartnersOverHTTP(t *testing.T) {
 		Member struct{ Balance string }
 	}
 	r.decode(t, &redeemed)
-	if redeemed.Points != "200" || redeemed.Value.Amount != "200" || redeemed.Value.Currency != "RUB" || redeemed.Member.Balance != "150" {
+	if redeemed.Points != "200" || redeemed.Value.Amount != "200.00" || redeemed.Value.Currency != "RUB" || redeemed.Member.Balance != "150" {
 		t.Fatalf("redemption answer: %s", r.Body)
 	}
 	// fuelco issued the points: it owes the grocer their value, to the kopeck.
@@ -190,7 +190,7 @@ func TestHoldsReversalsAndBatchOverHTTP(t *testing.T) {
 	}
 	e.post("/v1/partners/grocer/holds/"+h.Hold.ID+"/capture", e.grocer, "c-1", map[string]string{"points": "60"}).
 		want(t, http.StatusCreated).decode(t, &c)
-	if c.Points != "60" || c.Value.Amount != "60" || c.Member.Balance != "440" || c.Member.Held != "0" {
+	if c.Points != "60" || c.Value.Amount != "60.00" || c.Member.Balance != "440" || c.Member.Held != "0" {
 		t.Fatalf("capture: %+v", c)
 	}
 	e.post("/v1/partners/grocer/holds/"+h.Hold.ID+"/void", e.grocer, "v-1", nil).wantError(t, http.StatusConflict, "hold_not_open")

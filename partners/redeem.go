@@ -1,6 +1,7 @@
 package partners
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -25,6 +26,19 @@ func RedeemValue(value decimal.Decimal) Redeem { return Redeem{Value: value} }
 type Money struct {
 	Amount   decimal.Decimal `json:"amount"`
 	Currency string          `json:"currency"`
+}
+
+// MarshalJSON writes the amount at its currency's minor unit, as DESIGN's contract shows
+// money: "39990.00", never "39990".
+func (m Money) MarshalJSON() ([]byte, error) {
+	amount := m.Amount.String()
+	if scale, err := ledger.CurrencyScale(m.Currency); err == nil {
+		amount = m.Amount.StringFixed(scale)
+	}
+	return json.Marshal(struct {
+		Amount   string `json:"amount"`
+		Currency string `json:"currency"`
+	}{amount, m.Currency})
 }
 
 // RedemptionPrice is a priced redemption and the terms that priced it: value = points ×
