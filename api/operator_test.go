@@ -156,7 +156,9 @@ func TestContracts(t *testing.T) {
 	e.partner("beta")
 
 	var v partners.ContractVersion
-	e.request("POST", "/v1/partners/alpha/contracts", e.operator, fmt.Sprintf(contractBody, future(1))).want(t, 201).decode(t, &v)
+	// One instant for both posts: two calls of future would straddle a second now and then.
+	inAnHour := future(1)
+	e.request("POST", "/v1/partners/alpha/contracts", e.operator, fmt.Sprintf(contractBody, inAnHour)).want(t, 201).decode(t, &v)
 	if v.Version != 1 || v.CreatedAt.IsZero() || v.Earn.PointsPerUnit == nil || !v.Earn.PointsPerUnit.Equal(decimal.NewFromInt(1)) ||
 		v.ExpiryDays == nil || *v.ExpiryDays != 365 {
 		t.Fatalf("version = %+v", v)
@@ -172,7 +174,7 @@ func TestContracts(t *testing.T) {
 		name, body, status, code, field string
 	}{
 		{"in the past", fmt.Sprintf(contractBody, future(-1)), "422", "invalid_request", "effective_from"},
-		{"same time twice", fmt.Sprintf(contractBody, future(1)), "422", "invalid_request", "effective_from"},
+		{"same time twice", fmt.Sprintf(contractBody, inAnHour), "422", "invalid_request", "effective_from"},
 		{"no earn rate", fmt.Sprintf(`{"effective_from": %q}`, future(2)), "422", "invalid_request", "earn"},
 		{"rate as a number", fmt.Sprintf(`{"effective_from": %q, "earn": {"points_per_unit": 1}}`, future(2)), "422", "invalid_amount", "earn.points_per_unit"},
 		{"negative fee", fmt.Sprintf(`{"effective_from": %q, "earn": {"points_per_unit": "1"}, "fee_per_point": "-1"}`, future(2)), "422", "invalid_amount", "fee_per_point"},
