@@ -256,3 +256,38 @@ func TestHoldsReversalsAndBatchOverHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestRedemptionReversalOverHTTP(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	ctx := context.Background()
+	member := map[string]string{"card": "7"}
+	e.post("/v1/partners/fuelco/earns", e.fuel, "e-1", map[string]any{"member": member, "amount": "3000.00", "currency": "RUB"}).
+		want(t, http.StatusCreated) // 300 points from fuelco
+	var red struct{ Entry struct{ ID string } }
+	e.post("/v1/partners/grocer/redemptions", e.grocer, "r-1", map[string]any{"member": member, "points": "150", "purchase_amount": "1000.00", "reference": "sale-9"}).
+		want(t, http.StatusCreated).decode(t, &red)
+	// A part of the sale is refunded: 50 points back, a third of the money.
+	var rev struct {
+		Points   string
+		Reverses string
+		Member   struct{ Balance string }
+	}
+	e.post("/v1/partners/grocer/reversals", e.grocer, "x-1", map[string]any{"original_reference": "sale-9", "original_kind": "redemption", "points": "50"}).
+		want(t, http.StatusCreated).decode(t, &rev)
+	if rev.Points != "50" || rev.Reverses != red.Entry.ID || rev.Member.Balance != "200" {
+		t.Fatalf("partial refund: %+v", rev)
+	}
+	if got, _ := e.ledger.Balance(ctx, "partner:fuelco:settlement"); !got.Equal(decimal.NewFromInt(100)) {
+		t.Fatalf("fuelco owes %s after a third came back, want 100", got)
+	}
+	// The rest: every leg back to zero.
+	e.post("/v1/partners/grocer/reversals", e.grocer, "x-2", map[string]any{"entry": red.Entry.ID}).want(t, http.StatusCreated)
+	for _, acct := range []string{"partner:fuelco:settlement", "partner:grocer:settlement"} {
+		if got, _ := e.ledger.Balance(ctx, acct); !got.IsZero() {
+			t.Fatalf("%s = %s after the whole sale came back", acct, got)
+		}
+	}
+	e.post("/v1/partners/grocer/reversals", e.grocer, "x-3", map[string]any{"entry": red.Entry.ID}).
+		wantError(t, http.StatusUnprocessableEntity, "reversal_exceeds_original")
+}
