@@ -333,3 +333,29 @@ func TestMetrics(t *testing.T) {
 		t.Error("an unmatched path became a label")
 	}
 }
+
+// Operator writes with an Idempotency-Key answer a retry with the first answer.
+func TestOperatorWritesAreIdempotent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	first := e.request("POST", "/v1/partners", e.operator, `{"id": "kids", "name": "Kids"}`, "Idempotency-Key", "p-1").want(t, 201)
+	again := e.request("POST", "/v1/partners", e.operator, `{"id": "kids", "name": "Kids"}`, "Idempotency-Key", "p-1").want(t, 201)
+	if string(again.Body) != string(first.Body) || again.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay: %s", again.Body)
+	}
+	e.request("POST", "/v1/partners", e.operator, `{"id": "kids2", "name": "Kids"}`, "Idempotency-Key", "p-1").
+		wantError(t, 409, "idempotency_conflict")
+	body := fmt.Sprintf(`{"effective_from": %q, "earn": {"points_per_unit": "1"}}`, future(5))
+	c1 := e.request("POST", "/v1/partners/kids/contracts", e.operator, body, "Idempotency-Key", "c-1").want(t, 201)
+	c2 := e.request("POST", "/v1/partners/kids/contracts", e.operator, body, "Idempotency-Key", "c-1").want(t, 201)
+	if string(c1.Body) != string(c2.Body) {
+		t.Fatalf("contract replay: %s vs %s", c1.Body, c2.Body)
+	}
+	list, err := e.store.Contracts(context.Background(), "kids")
+	if err != nil || len(list) != 1 {
+		t.Fatalf("%d versions after a retried post, %v", len(list), err)
+	}
+	// A refusal is a first answer too.
+	e.request("POST", "/v1/members", e.operator, `{"phone": "call me"}`, "Idempotency-Key", "m-1").wantError(t, 422, "invalid_phone")
+	e.request("POST", "/v1/members", e.operator, `{"phone": "call me"}`, "Idempotency-Key", "m-1").wantError(t, 422, "invalid_phone")
+}

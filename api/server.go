@@ -134,16 +134,16 @@ func (s *Server) registerRoutes() {
 	v1 := e.Group("/v1")
 	v1.GET("/coalition", s.getCoalition, reader)
 	v1.PUT("/coalition", s.putCoalition, operator)
-	v1.POST("/partners", s.createPartner, operator)
+	v1.POST("/partners", s.createPartner, operator, s.idempotentWrite)
 	v1.GET("/partners", s.listPartners, reader)
 	v1.POST("/keys", s.createKey, operator)
 	v1.DELETE("/keys/:key", s.revokeKey, operator)
-	v1.POST("/members", s.enrol) // member.go: the operator or a partner
+	v1.POST("/members", s.enrol, s.idempotentWrite) // member.go: the operator or a partner
 
 	g := v1.Group("/partners/:partner")
 	g.GET("", s.getPartner) // the operator, an auditor, or the partner itself
-	g.PATCH("", s.setPartnerStatus, operator)
-	g.POST("/contracts", s.addContract, operator)
+	g.PATCH("", s.setPartnerStatus, operator, s.idempotentWrite)
+	g.POST("/contracts", s.addContract, operator, s.idempotentWrite)
 	g.GET("/contracts", s.listContracts) // the operator, an auditor, or the partner itself
 	s.registerPartnerRoutes(g)
 }

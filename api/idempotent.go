@@ -1,0 +1,87 @@
+package api
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+	"go.uber.org/zap"
+
+	"github.com/coalitionledger/coalition/ledger"
+	"github.com/coalitionledger/coalition/partners"
+)
+
+// answerScope keeps the operator's and each partner's keys apart, and apart from the
+// engine's own keys (no partner id has a colon).
+func answerScope(p partners.Principal) string {
+	if p.Role == partners.RolePartner {
+		return "api:" + p.Partner
+	}
+	return "api:operator"
+}
+
+// idempotentWrite makes a write that is not a journal entry (a partner, a contract
+// version, an enrolment) idempotent when it carries an Idempotency-Key: its first answer
+// below 500 is stored under the key, and a retry with the same body gets that answer back;
+// another body under the same key is a 409.
+func (s *Server) idempotentWrite(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		key := c.Request().Header.Get("Idempotency-Key")
+		if key == "" {
+			return next(c)
+		}
+		if len(key) > ledger.MaxTextLength {
+			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "Idempotency-Key is limited to %d bytes", ledger.MaxTextLength))
+		}
+		body, err := readBody(c)
+		if err != nil {
+			return writeError(c, err)
+		}
+		c.Request().Body = io.NopCloser(bytes.NewReader(body))
+		ctx := c.Request().Context()
+		scope := answerScope(principal(c))
+		hash := requestHash(c.Request().Method, c.Request().URL.Path, body)
+		stored, err := s.cfg.Ledger.LookupAnswer(ctx, scope, key, hash)
+		if err != nil {
+			return writeError(c, err)
+		}
+		if stored != nil {
+			c.Response().Header().Set("Idempotent-Replayed", "true")
+			return c.JSONBlob(stored.Status, stored.Body)
+		}
+		rec := &recorder{ResponseWriter: c.Response().Writer}
+		c.Response().Writer = rec
+		if err := next(c); err != nil {
+			return err
+		}
+		if rec.status > 0 && rec.status < http.StatusInternalServerError {
+			// Two first requests racing with one key both run; the first stored answer
+			// is the one every later retry gets.
+			if _, err := s.cfg.Ledger.StoreAnswer(ctx, scope, key, hash, ledger.Answer{Status: rec.status, Body: rec.body.Bytes()}); err != nil {
+				s.cfg.Logger.Warn("idempotency: answer not stored", zap.String("request_id", requestIDOf(c)), zap.Error(err))
+			}
+		}
+		return nil
+	}
+}
+
+// recorder keeps a copy of the answer on its way to the client.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) WriteHeader(status int) {
+	r.status = status
+	r.ResponseWriter.WriteHeader(status)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	r.body.Write(b)
+	return r.ResponseWriter.Write(b)
+}
