@@ -421,6 +421,31 @@ func (s *Server) batch(c echo.Context) error {
 	}
 	ops := map[string]operation{"earn": s.earn, "redemption": s.redeem, "hold": s.hold, "capture": s.capture, "void": s.void, "reversal": s.reverse}
 	answers := make([]batchAnswer, len(in.Items))
+	// Earns and redemptions are priced one by one and posted together in one engine batch;
+	// any other item first flushes them, so that every item sees those before it.
+	var pending []ledger.Entry
+	var pendingAt []int
+	flush := func() {
+		if len(pending) == 0 {
+			return
+		}
+		res, err := s.cfg.Ledger.Post(c.Request().Context(), pending)
+		for j, i := range pendingAt {
+			switch {
+			case err != nil:
+				answers[i] = errorAnswer(err)
+			case res[j].Err != nil:
+				answers[i] = errorAnswer(res[j].Err)
+			default:
+				status, body := renderStored(&res[j])
+				answers[i] = batchAnswer{Status: status, Body: body}
+				if !res[j].Replayed {
+					s.countEntry(string(res[j].Entry.Kind))
+				}
+			}
+		}
+		pending, pendingAt = nil, nil
+	}
 	for i, item := range in.Items {
 		op, ok := ops[item.Type]
 		if !ok {
@@ -436,6 +461,19 @@ func (s *Server) batch(c echo.Context) error {
 		ic := c.Echo().NewContext(c.Request(), c.Response())
 		ic.SetParamNames("partner", "hold")
 		ic.SetParamValues(partner, item.Hold)
+		if item.Type == "earn" || item.Type == "redemption" {
+			e, answer, err := s.batchEntry(ic, r, item)
+			switch {
+			case err != nil:
+				answers[i] = errorAnswer(err)
+			case e != nil:
+				pending, pendingAt = append(pending, *e), append(pendingAt, i)
+			default:
+				answers[i] = answer
+			}
+			continue
+		}
+		flush()
 		status, answer, err := s.runOnce(ic, r, item.Body, op)
 		if err != nil {
 			answers[i] = errorAnswer(err)
@@ -443,8 +481,59 @@ func (s *Server) batch(c echo.Context) error {
 		}
 		answers[i] = batchAnswer{Status: status, Body: answer}
 	}
+	flush()
 	c.Response().Header().Del("Idempotent-Replayed")
 	return c.JSON(http.StatusOK, map[string]any{"items": answers})
+}
+
+// batchEntry prepares an earn or a redemption of a batch: the stored first answer of a
+// replay, the answer of an earn that earns nothing, or the entry to post. A refusal
+// before the engine is recorded as the item's first answer.
+func (s *Server) batchEntry(c echo.Context, r partners.Request, item batchItemJSON) (*ledger.Entry, batchAnswer, error) {
+	ctx := c.Request().Context()
+	stored, err := s.cfg.Ledger.Lookup(ctx, r.Partner, r.IdempotencyKey, r.RequestHash)
+	if err != nil {
+		return nil, batchAnswer{}, err
+	}
+	if stored != nil {
+		if stored.Err != nil {
+			return nil, batchAnswer{}, stored.Err
+		}
+		status, body := renderStored(stored)
+		return nil, batchAnswer{Status: status, Body: body}, nil
+	}
+	var e *ledger.Entry
+	var zero *partners.EarnResult
+	if item.Type == "earn" {
+		in, ierr := s.earnInput(c, item.Body)
+		if err = ierr; err == nil {
+			e, zero, err = s.service().EarnEntry(ctx, r, in)
+		}
+	} else {
+		in, _, ierr := s.redeemInput(c, item.Body, false)
+		if err = ierr; err == nil {
+			e, err = s.service().RedeemEntry(ctx, r, in)
+		}
+	}
+	var lerr *ledger.Error
+	if errors.As(err, &lerr) {
+		res, rerr := s.cfg.Ledger.Refuse(ctx, r.Partner, r.IdempotencyKey, r.RequestHash, lerr)
+		if rerr != nil {
+			return nil, batchAnswer{}, rerr
+		}
+		if res.Entry != nil { // a racing request with the key posted first
+			status, body := renderStored(&res)
+			return nil, batchAnswer{Status: status, Body: body}, nil
+		}
+		return nil, batchAnswer{}, res.Err
+	}
+	if err != nil {
+		return nil, batchAnswer{}, err
+	}
+	if e == nil {
+		return nil, batchAnswer{Status: http.StatusOK, Body: zero}, nil
+	}
+	return e, batchAnswer{}, nil
 }
 
 func errorAnswer(err error) batchAnswer {

@@ -249,6 +249,15 @@ func TestHoldsReversalsAndBatchOverHTTP(t *testing.T) {
 	if string(batch.Items[3].Body) != string(batch.Items[0].Body) {
 		t.Fatalf("a repeated key in a batch did not replay: %s", r.Body)
 	}
+	// The batch's earns went into the journal together: one engine batch, one record time.
+	var first, third struct{ Entry struct{ ID string } }
+	json.Unmarshal(batch.Items[0].Body, &first)
+	json.Unmarshal(batch.Items[2].Body, &third)
+	a, _ := e.ledger.Entry(ctx, first.Entry.ID)
+	b, _ := e.ledger.Entry(ctx, third.Entry.ID)
+	if a == nil || b == nil || b.Position != a.Position+1 || !a.RecordedAt.Equal(b.RecordedAt) {
+		t.Fatalf("batch earns were not posted together: %+v %+v", a, b)
+	}
 	if mm, err := e.ledger.CheckBalances(ctx); err != nil || len(mm) > 0 {
 		t.Fatalf("balances: %+v %v", mm, err)
 	}
