@@ -529,7 +529,8 @@ func (s *Service) Reverse(ctx context.Context, r Request, in ReverseInput) (*Rev
 		if err != nil {
 			return nil, err
 		}
-		rate, err := s.redeemRate(ctx, r.Partner, orig.BusinessTime)
+		// Taking other issuers' points is a consumption now, at the rate in force now.
+		rate, err := s.redeemRate(ctx, r.Partner, e.BusinessTime)
 		if err != nil {
 			return nil, err
 		}
