@@ -527,22 +527,45 @@ func (b *books) repayDebts(p *planned, m *memberState) {
 	}
 }
 
+// checkSpend refuses a redemption or a hold the member cannot make: bad points, consumer
+// or rate, a partner acting for another, or fewer points available than asked for.
+func (b *books) checkSpend(p *planned, m *memberState, points decimal.Decimal, consumer string, rate decimal.Decimal, what string) *Error {
+	if err := b.checkPoints(points); err != nil {
+		return err
+	}
+	if !ValidPartnerID(consumer) {
+		return Errorf(CodeInvalid, "consumer %q is not a partner id", consumer)
+	}
+	if err := actsFor(p.entry, consumer, what+" "+consumer); err != nil {
+		return err
+	}
+	if err := checkRate(rate); err != nil {
+		return err
+	}
+	if avail := m.available(); avail.LessThan(points) {
+		return Errorf(CodeInsufficientPoints, "the member has %s points available, %s were asked for", avail, points).
+			With("available", avail.String()).With("requested", points.String())
+	}
+	return nil
+}
+
+// recordConsumption keeps what a redemption or capture took, so that a later entry of the
+// same batch can reverse it.
+func (b *books) recordConsumption(p *planned, takes []take, consumer string, rate decimal.Decimal, charged map[string]decimal.Decimal) {
+	c := &consumption{entry: p.id, kind: p.entry.Kind, member: p.entry.Member, consumer: consumer,
+		taken: map[string]decimal.Decimal{}, restored: map[string]decimal.Decimal{}, issuer: map[string]string{},
+		rate: rate, money: charged}
+	for _, t := range takes {
+		c.lots = append(c.lots, t.lot)
+		c.taken[t.lot] = t.points
+		c.issuer[t.lot] = t.issuer
+	}
+	b.consumptions[p.id] = c
+}
+
 func (b *books) planConsume(p *planned, m *memberState, op Consume) *Error {
-	if err := b.checkPoints(op.Points); err != nil {
+	if err := b.checkSpend(p, m, op.Points, op.Consumer, op.Rate, "a redemption at"); err != nil {
 		return err
-	}
-	if !ValidPartnerID(op.Consumer) {
-		return Errorf(CodeInvalid, "consumer %q is not a partner id", op.Consumer)
-	}
-	if err := actsFor(p.entry, op.Consumer, "a redemption at "+op.Consumer); err != nil {
-		return err
-	}
-	if err := checkRate(op.Rate); err != nil {
-		return err
-	}
-	if avail := m.available(); avail.LessThan(op.Points) {
-		return Errorf(CodeInsufficientPoints, "the member has %s points available, %s were asked for", avail, op.Points).
-			With("available", avail.String()).With("requested", op.Points.String())
 	}
 	takes := b.consumeLots(p, m, op.Points, op.Consumer, op.Rate, ReasonRedeem, "")
 	p.postings = append(p.postings,
@@ -550,38 +573,16 @@ func (b *books) planConsume(p *planned, m *memberState, op Consume) *Error {
 		b.pts(PartnerAccount(op.Consumer, "redeemed"), op.Points.Neg()))
 	charged := b.moneyLegs(p, takes, op.Consumer, op.Rate)
 	m.balance = m.balance.Sub(op.Points)
-	// A later entry of the same batch may reverse this one.
-	c := &consumption{entry: p.id, kind: p.entry.Kind, member: p.entry.Member, consumer: op.Consumer,
-		taken: map[string]decimal.Decimal{}, restored: map[string]decimal.Decimal{}, issuer: map[string]string{},
-		rate: op.Rate, money: charged}
-	for _, t := range takes {
-		c.lots = append(c.lots, t.lot)
-		c.taken[t.lot] = t.points
-		c.issuer[t.lot] = t.issuer
-	}
-	b.consumptions[p.id] = c
+	b.recordConsumption(p, takes, op.Consumer, op.Rate, charged)
 	return nil
 }
 
 func (b *books) planReserve(p *planned, m *memberState, op Reserve) *Error {
-	if err := b.checkPoints(op.Points); err != nil {
-		return err
-	}
-	if !ValidPartnerID(op.Consumer) {
-		return Errorf(CodeInvalid, "consumer %q is not a partner id", op.Consumer)
-	}
-	if err := actsFor(p.entry, op.Consumer, "a hold for "+op.Consumer); err != nil {
-		return err
-	}
-	if err := checkRate(op.Rate); err != nil {
-		return err
-	}
 	if !op.ExpiresAt.After(p.entry.BusinessTime) {
 		return Errorf(CodeInvalid, "the hold would expire (%s) before its business time", op.ExpiresAt.UTC().Format(time.RFC3339))
 	}
-	if avail := m.available(); avail.LessThan(op.Points) {
-		return Errorf(CodeInsufficientPoints, "the member has %s points available, %s were asked for", avail, op.Points).
-			With("available", avail.String()).With("requested", op.Points.String())
+	if err := b.checkSpend(p, m, op.Points, op.Consumer, op.Rate, "a hold for"); err != nil {
+		return err
 	}
 	h := holdState{
 		Hold: Hold{ID: b.newID(), Member: p.entry.Member, Partner: op.Consumer, Entry: p.id, Points: op.Points,
@@ -614,24 +615,25 @@ func (b *books) planReserve(p *planned, m *memberState, op Reserve) *Error {
 	return nil
 }
 
-// openHold returns the member's open hold id, or the refusal.
-func openHold(m *memberState, id, member string) (*holdState, *Error) {
+// openHold returns the member's open hold that the entry's partner may settle, or the
+// refusal.
+func openHold(p *planned, m *memberState, id string) (*holdState, *Error) {
 	h := m.hold(id)
 	if h == nil {
-		return nil, Errorf(CodeNotFound, "hold %s of member %s does not exist", id, member)
+		return nil, Errorf(CodeNotFound, "hold %s of member %s does not exist", id, p.entry.Member)
 	}
 	if h.Status != HoldOpen {
 		return nil, Errorf(CodeHoldNotOpen, "hold %s is already %s", id, h.Status).With("status", h.Status)
+	}
+	if err := actsFor(p.entry, h.Partner, "hold "+h.ID); err != nil {
+		return nil, err
 	}
 	return h, nil
 }
 
 func (b *books) planCapture(p *planned, m *memberState, op Capture) *Error {
-	h, err := openHold(m, op.Hold, p.entry.Member)
+	h, err := openHold(p, m, op.Hold)
 	if err != nil {
-		return err
-	}
-	if err := actsFor(p.entry, h.Partner, "hold "+h.ID); err != nil {
 		return err
 	}
 	if p.entry.BusinessTime.After(h.ExpiresAt) || b.now.After(h.ExpiresAt) {
@@ -677,25 +679,14 @@ func (b *books) planCapture(p *planned, m *memberState, op Capture) *Error {
 	h.Held, h.Status, h.dirty = decimal.Zero, HoldCaptured, true
 	settled := h.Hold
 	p.hold = &settled
-	c := &consumption{entry: p.id, kind: p.entry.Kind, member: p.entry.Member, consumer: h.Partner,
-		taken: map[string]decimal.Decimal{}, restored: map[string]decimal.Decimal{}, issuer: map[string]string{},
-		rate: h.Rate, money: charged}
-	for _, t := range takes {
-		c.lots = append(c.lots, t.lot)
-		c.taken[t.lot] = t.points
-		c.issuer[t.lot] = t.issuer
-	}
-	b.consumptions[p.id] = c
+	b.recordConsumption(p, takes, h.Partner, h.Rate, charged)
 	b.repayDebts(p, m)
 	return nil
 }
 
 func (b *books) planRelease(p *planned, m *memberState, op Release) *Error {
-	h, err := openHold(m, op.Hold, p.entry.Member)
+	h, err := openHold(p, m, op.Hold)
 	if err != nil {
-		return err
-	}
-	if err := actsFor(p.entry, h.Partner, "hold "+h.ID); err != nil {
 		return err
 	}
 	for i := range h.lots {
