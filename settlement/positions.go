@@ -1,0 +1,185 @@
+package settlement
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/coalitionledger/coalition/ledger"
+)
+
+// OperatorParty is the party name of the operator's own money (operator:awards) in the
+// gross bilateral matrix.
+const OperatorParty = ledger.OperatorIssuer
+
+// Obligation says that Debtor owes Creditor Amount, a positive amount of money.
+type Obligation struct {
+	Debtor   string
+	Creditor string
+	Amount   decimal.Decimal
+}
+
+// Exposure is what a set of journal entries left the partners owing: their settlement
+// positions, the gross bilateral matrix and the bilateral nets.
+type Exposure struct {
+	// Currency is the money unit of the legs; empty when the entries have no money legs.
+	Currency string
+	// Positions is each partner's sum of money legs on partner:<p>:settlement, debit
+	// positive (the partner owes). Partners whose legs sum to zero are kept, at zero.
+	Positions map[string]decimal.Decimal
+	// Gross is who owes whom before netting, one row per ordered pair with a positive
+	// amount, sorted by debtor then creditor.
+	Gross []Obligation
+	// Bilateral is, for each unordered pair, the net of its two gross directions, with the
+	// party that owes the net as Debtor; pairs whose directions cancel are left out.
+	// Sorted by debtor then creditor.
+	Bilateral []Obligation
+}
+
+// skipped are the entry kinds settlement itself posts: feeding them back into a run
+// would count fees, moves and payments twice.
+var skipped = map[ledger.EntryKind]bool{
+	ledger.EntryFee:        true,
+	ledger.EntrySettlement: true,
+	ledger.EntryPayment:    true,
+}
+
+// Positions sums the money legs of entries into each partner's settlement position and
+// derives the gross bilateral matrix and the bilateral nets from them.
+//
+// Only money postings (unit ≠ PTS) count. Entries of kind fee, settlement and payment
+// are skipped: they are what a run posts, and fees enter netting through Net's fees.
+//
+// The matrix is built per entry over its parties: partner:<p>:settlement is party p and
+// operator:awards is OperatorParty; other money accounts (operator:fees, operator:bank,
+// in_settlement) are not a bilateral counterparty and stay out of the matrix, though a
+// partner's settlement leg against them still counts in its position. Within an entry
+// each party's legs are summed first; a party with a net debit owes, one with a net
+// credit is owed. With one creditor (a consumption: issuers debited, the consumer
+// credited) every debtor owes it its amount; with one debtor (a redemption reversal: the
+// consumer debited, issuers credited) it owes every creditor its amount, the reverse
+// direction of the original consumption. Both are exact. Any other shape (several
+// debtors and several creditors, as only an adjustment could post) is matched in order
+// of party id, debtors against creditors, each pair taking the smaller of what is left
+// (the north-west corner rule): deterministic and exact in total, but an allocation
+// the journal does not state.
+//
+// It fails on a posting whose account is not in the chart, on money legs in two
+// currencies, and on an entry whose money legs do not balance.
+func Positions(entries []ledger.Posted) (Exposure, error) {
+	ex := Exposure{Positions: map[string]decimal.Decimal{}}
+	gross := map[[2]string]decimal.Decimal{}
+	for _, e := range entries {
+		if skipped[e.Kind] {
+			continue
+		}
+		parties := map[string]decimal.Decimal{}
+		sum := decimal.Zero
+		for _, p := range e.Postings {
+			if p.Unit == ledger.Points {
+				continue
+			}
+			if ex.Currency == "" {
+				ex.Currency = p.Unit
+			} else if p.Unit != ex.Currency {
+				return Exposure{}, fmt.Errorf("entry %s: money in %s and %s: a coalition settles in one currency", e.ID, ex.Currency, p.Unit)
+			}
+			acct, perr := ledger.ParseAccount(p.Account)
+			if perr != nil {
+				return Exposure{}, fmt.Errorf("entry %s: %w", e.ID, perr)
+			}
+			if !acct.IsMoney() {
+				return Exposure{}, fmt.Errorf("entry %s: %s posted in %s but holds points", e.ID, p.Account, p.Unit)
+			}
+			sum = sum.Add(p.Amount)
+			switch acct.Kind {
+			case ledger.KindPartnerSettlement:
+				ex.Positions[acct.Partner] = ex.Positions[acct.Partner].Add(p.Amount)
+				parties[acct.Partner] = parties[acct.Partner].Add(p.Amount)
+			case ledger.KindOperatorAwards:
+				parties[OperatorParty] = parties[OperatorParty].Add(p.Amount)
+			}
+		}
+		if !sum.IsZero() {
+			return Exposure{}, fmt.Errorf("entry %s: money legs sum to %s, not zero", e.ID, sum)
+		}
+		for _, o := range match(parties) {
+			k := [2]string{o.Debtor, o.Creditor}
+			gross[k] = gross[k].Add(o.Amount)
+		}
+	}
+	for k, amt := range gross {
+		ex.Gross = append(ex.Gross, Obligation{Debtor: k[0], Creditor: k[1], Amount: amt})
+	}
+	sortObligations(ex.Gross)
+	ex.Bilateral = bilateral(gross)
+	return ex, nil
+}
+
+// match pairs one entry's debtors with its creditors as Positions documents.
+func match(parties map[string]decimal.Decimal) []Obligation {
+	var debtors, creditors []string
+	for p, amt := range parties {
+		switch amt.Sign() {
+		case 1:
+			debtors = append(debtors, p)
+		case -1:
+			creditors = append(creditors, p)
+		}
+	}
+	sort.Strings(debtors)
+	sort.Strings(creditors)
+	owes := make([]decimal.Decimal, len(debtors))
+	for i, d := range debtors {
+		owes[i] = parties[d]
+	}
+	owed := make([]decimal.Decimal, len(creditors))
+	for j, c := range creditors {
+		owed[j] = parties[c].Neg()
+	}
+	var out []Obligation
+	i, j := 0, 0
+	for i < len(debtors) && j < len(creditors) {
+		amt := decimal.Min(owes[i], owed[j])
+		out = append(out, Obligation{Debtor: debtors[i], Creditor: creditors[j], Amount: amt})
+		owes[i] = owes[i].Sub(amt)
+		owed[j] = owed[j].Sub(amt)
+		if owes[i].IsZero() {
+			i++
+		}
+		if owed[j].IsZero() {
+			j++
+		}
+	}
+	return out
+}
+
+// bilateral nets the two directions of every unordered pair of the gross matrix.
+func bilateral(gross map[[2]string]decimal.Decimal) []Obligation {
+	var out []Obligation
+	for k, amt := range gross {
+		a, b := k[0], k[1]
+		back := gross[[2]string{b, a}]
+		if _, both := gross[[2]string{b, a}]; both && b < a {
+			continue // the pair is handled from its other direction
+		}
+		switch n := amt.Sub(back); n.Sign() {
+		case 1:
+			out = append(out, Obligation{Debtor: a, Creditor: b, Amount: n})
+		case -1:
+			out = append(out, Obligation{Debtor: b, Creditor: a, Amount: n.Neg()})
+		}
+	}
+	sortObligations(out)
+	return out
+}
+
+func sortObligations(os []Obligation) {
+	sort.Slice(os, func(i, j int) bool {
+		if os[i].Debtor != os[j].Debtor {
+			return os[i].Debtor < os[j].Debtor
+		}
+		return os[i].Creditor < os[j].Creditor
+	})
+}
