@@ -55,7 +55,10 @@ func (s *Server) idempotentWrite(next echo.HandlerFunc) echo.HandlerFunc {
 		if err := next(c); err != nil {
 			return err
 		}
-		if rec.status > 0 && rec.status < http.StatusInternalServerError {
+		// 401 and 403 are about the caller's key, not the request: they are never a first
+		// answer that another key's retry should get.
+		if rec.status > 0 && rec.status < http.StatusInternalServerError &&
+			rec.status != http.StatusUnauthorized && rec.status != http.StatusForbidden {
 			// Two first requests racing with one key both run; the first stored answer
 			// is the one every later retry gets.
 			if _, err := s.cfg.Ledger.StoreAnswer(ctx, scope, key, hash, ledger.Answer{Status: rec.status, Body: rec.body.Bytes()}); err != nil {

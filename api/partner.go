@@ -36,18 +36,22 @@ func (s *Server) registerPartnerRoutes(g *echo.Group) {
 // caller only for logging.
 type operation func(c echo.Context, r partners.Request, body []byte) (int, any, error)
 
-// render turns a stored first answer back into the HTTP answer of its operation.
-func renderStored(res *ledger.Result) (int, any) {
+// renderStored turns a stored first answer back into the HTTP answer of its operation.
+func (s *Server) renderStored(c echo.Context, res *ledger.Result) (int, any, error) {
 	p := res.Entry
 	switch p.Kind {
 	case ledger.EntryEarn:
-		return http.StatusCreated, partners.EarnResultOf(p)
+		return http.StatusCreated, partners.EarnResultOf(p), nil
 	case ledger.EntryRedemption:
-		return http.StatusCreated, partners.RedeemResultOf(p)
+		return http.StatusCreated, partners.RedeemResultOf(p), nil
 	case ledger.EntryHold, ledger.EntryCapture, ledger.EntryVoid:
-		return http.StatusCreated, partners.HoldResultOf(p)
+		co, err := s.cfg.Store.Coalition(c.Request().Context())
+		if err != nil {
+			return 0, nil, err
+		}
+		return http.StatusCreated, partners.HoldResultOf(p, co.Currency), nil
 	}
-	return http.StatusCreated, partners.ReverseResultOf(p)
+	return http.StatusCreated, partners.ReverseResultOf(p), nil
 }
 
 // partnerWrite wraps a partner write with what every one of them needs: the partner's
@@ -104,12 +108,13 @@ func (s *Server) runOnce(c echo.Context, r partners.Request, body []byte, op ope
 		return 0, nil, err
 	}
 	if stored != nil {
-		c.Response().Header().Set("Idempotent-Replayed", "true")
+		if stored.Err == nil || stored.Err.Code != ledger.CodeIdempotencyConflict {
+			c.Response().Header().Set("Idempotent-Replayed", "true")
+		}
 		if stored.Err != nil {
 			return 0, nil, stored.Err
 		}
-		status, answer := renderStored(stored)
-		return status, answer, nil
+		return s.renderStored(c, stored)
 	}
 	status, answer, err := op(c, r, body)
 	var lerr *ledger.Error
@@ -121,8 +126,7 @@ func (s *Server) runOnce(c echo.Context, r partners.Request, body []byte, op ope
 			return 0, nil, rerr
 		}
 		if res.Entry != nil {
-			status, answer := renderStored(&res)
-			return status, answer, nil
+			return s.renderStored(c, &res)
 		}
 		return 0, nil, res.Err
 	}
@@ -384,6 +388,9 @@ func (s *Server) reverse(c echo.Context, r partners.Request, body []byte) (int, 
 	return http.StatusCreated, res, nil
 }
 
+// itemRoutes is the route of each item type sent alone, under /v1/partners/{partner}.
+var itemRoutes = map[string]string{"earn": "/earns", "redemption": "/redemptions", "hold": "/holds", "reversal": "/reversals"}
+
 // batchJSON is many partner writes in one request, each with its own idempotency key.
 type batchJSON struct {
 	Items []batchItemJSON `json:"items"`
@@ -425,6 +432,7 @@ func (s *Server) batch(c echo.Context) error {
 	// any other item first flushes them, so that every item sees those before it.
 	var pending []ledger.Entry
 	var pendingAt []int
+	pendingKeys := map[string]bool{}
 	flush := func() {
 		if len(pending) == 0 {
 			return
@@ -437,14 +445,18 @@ func (s *Server) batch(c echo.Context) error {
 			case res[j].Err != nil:
 				answers[i] = errorAnswer(res[j].Err)
 			default:
-				status, body := renderStored(&res[j])
+				status, body, rerr := s.renderStored(c, &res[j])
+				if rerr != nil {
+					answers[i] = errorAnswer(rerr)
+					continue
+				}
 				answers[i] = batchAnswer{Status: status, Body: body}
 				if !res[j].Replayed {
 					s.countEntry(string(res[j].Entry.Kind))
 				}
 			}
 		}
-		pending, pendingAt = nil, nil
+		pending, pendingAt, pendingKeys = nil, nil, map[string]bool{}
 	}
 	for i, item := range in.Items {
 		op, ok := ops[item.Type]
@@ -456,8 +468,16 @@ func (s *Server) batch(c echo.Context) error {
 			answers[i] = errorAnswer(ledger.Errorf(CodeIdempotencyKeyRequired, "every item needs its own idempotency_key (1 to %d bytes)", ledger.MaxTextLength))
 			continue
 		}
-		path := c.Request().URL.Path + "/" + item.Type + "/" + item.Hold
+		// An item is hashed as the same request sent alone to its own route, so that its
+		// key means the same in a batch and out of one.
+		path := "/v1/partners/" + partner + itemRoutes[item.Type]
+		if item.Type == "capture" || item.Type == "void" {
+			path = "/v1/partners/" + partner + "/holds/" + item.Hold + "/" + item.Type
+		}
 		r := partners.Request{Partner: partner, IdempotencyKey: item.IdempotencyKey, RequestHash: requestHash(http.MethodPost, path, item.Body)}
+		if pendingKeys[item.IdempotencyKey] {
+			flush() // a repeat of a waiting item: the first use of the key goes first
+		}
 		ic := c.Echo().NewContext(c.Request(), c.Response())
 		ic.SetParamNames("partner", "hold")
 		ic.SetParamValues(partner, item.Hold)
@@ -468,6 +488,7 @@ func (s *Server) batch(c echo.Context) error {
 				answers[i] = errorAnswer(err)
 			case e != nil:
 				pending, pendingAt = append(pending, *e), append(pendingAt, i)
+				pendingKeys[item.IdempotencyKey] = true
 			default:
 				answers[i] = answer
 			}
@@ -499,8 +520,8 @@ func (s *Server) batchEntry(c echo.Context, r partners.Request, item batchItemJS
 		if stored.Err != nil {
 			return nil, batchAnswer{}, stored.Err
 		}
-		status, body := renderStored(stored)
-		return nil, batchAnswer{Status: status, Body: body}, nil
+		status, body, err := s.renderStored(c, stored)
+		return nil, batchAnswer{Status: status, Body: body}, err
 	}
 	var e *ledger.Entry
 	var zero *partners.EarnResult
@@ -522,8 +543,8 @@ func (s *Server) batchEntry(c echo.Context, r partners.Request, item batchItemJS
 			return nil, batchAnswer{}, rerr
 		}
 		if res.Entry != nil { // a racing request with the key posted first
-			status, body := renderStored(&res)
-			return nil, batchAnswer{Status: status, Body: body}, nil
+			status, body, err := s.renderStored(c, &res)
+			return nil, batchAnswer{Status: status, Body: body}, err
 		}
 		return nil, batchAnswer{}, res.Err
 	}

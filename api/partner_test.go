@@ -28,7 +28,7 @@ func newCoalitionEnv(t *testing.T) *coalitionEnv {
 	}).want(t, http.StatusOK)
 	e.fuel, e.grocer = e.partner("fuelco"), e.partner("grocer")
 	ctx := context.Background()
-	now := time.Now()
+	now := time.Now().Add(-time.Hour) // in force an hour ago, so that requests may be back-dated
 	days := 365
 	for id, k := range map[string]partners.Contract{
 		"fuelco": {Earn: partners.EarnRate{PointsPerUnit: decPtr("0.1")}, CategoryMultipliers: map[string]decimal.Decimal{"shop": decimal.NewFromInt(3)}, ExpiryDays: &days},
@@ -299,4 +299,73 @@ func TestRedemptionReversalOverHTTP(t *testing.T) {
 	}
 	e.post("/v1/partners/grocer/reversals", e.grocer, "x-3", map[string]any{"entry": red.Entry.ID}).
 		wantError(t, http.StatusUnprocessableEntity, "reversal_exceeds_original")
+}
+
+// Regressions from the review of the partner API.
+func TestPartnerAPIReviewRegressions(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	ctx := context.Background()
+	member := map[string]string{"card": "r-1"}
+	var earned earnAnswer
+	e.post("/v1/partners/fuelco/earns", e.fuel, "e-1", map[string]any{"member": member, "amount": "100.00", "currency": "RUB"}).
+		want(t, http.StatusCreated).decode(t, &earned) // 10 points on 100.00
+
+	// The wrong field for the original's kind is refused, not ignored.
+	e.post("/v1/partners/fuelco/reversals", e.fuel, "x-0", map[string]any{"entry": earned.Entry.ID, "points": "1"}).
+		wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+
+	// Returns are cumulative: 5.00 and 5.00 reverse nothing yet but count; 90.00 takes the rest.
+	var rev struct{ Points string }
+	for i, amount := range []string{"5.00", "5.00", "90.00"} {
+		e.post("/v1/partners/fuelco/reversals", e.fuel, "x-"+itoa(i+1), map[string]any{"entry": earned.Entry.ID, "amount": amount}).
+			want(t, http.StatusCreated).decode(t, &rev)
+	}
+	if rev.Points != "9" {
+		t.Fatalf("the last return reversed %s points, want 9 (10 in all)", rev.Points)
+	}
+	if bal, _ := e.ledger.Balance(ctx, "partner:fuelco:issued"); !bal.IsZero() {
+		t.Fatalf("fuelco still has %s points issued after the whole purchase came back", bal)
+	}
+
+	// A capture of the partner's own points replays byte for byte, currency included.
+	e.post("/v1/partners/fuelco/earns", e.fuel, "e-2", map[string]any{"member": member, "amount": "1000.00", "currency": "RUB"}).want(t, http.StatusCreated)
+	var h struct{ Hold struct{ ID string } }
+	past := time.Now().Add(-30 * time.Minute).UTC().Format(time.RFC3339)
+	// A back-dated hold still runs expires_in from now.
+	e.post("/v1/partners/fuelco/holds", e.fuel, "h-1", map[string]any{"member": member, "points": "10", "expires_in": 600, "business_time": past}).
+		want(t, http.StatusCreated).decode(t, &h)
+	first := e.post("/v1/partners/fuelco/holds/"+h.Hold.ID+"/capture", e.fuel, "c-1", nil).want(t, http.StatusCreated)
+	again := e.post("/v1/partners/fuelco/holds/"+h.Hold.ID+"/capture", e.fuel, "c-1", nil).want(t, http.StatusCreated)
+	if string(first.Body) != string(again.Body) {
+		t.Fatalf("capture replay differs:\n%s\n%s", first.Body, again.Body)
+	}
+
+	// A refused earn enrols nobody.
+	e.post("/v1/partners/fuelco/earns", e.fuel, "e-3", map[string]any{"member": map[string]string{"phone": "+12025550143"}, "amount": "10.00", "currency": "USD"}).
+		wantError(t, http.StatusUnprocessableEntity, "currency_mismatch")
+	e.request(http.MethodGet, "/v1/partners/fuelco/members/phone:+12025550143", e.fuel, nil).wantError(t, http.StatusNotFound, "not_found")
+
+	// A batch item's key means what it means alone.
+	body := map[string]any{"member": member, "amount": "20.00", "currency": "RUB"}
+	e.post("/v1/partners/fuelco/batch", e.fuel, "b", map[string]any{"items": []map[string]any{
+		{"type": "earn", "idempotency_key": "k-b", "body": body},
+		{"type": "earn", "idempotency_key": "k-b", "body": map[string]any{"member": member, "amount": "x"}},
+	}}).want(t, http.StatusOK)
+	r := e.post("/v1/partners/fuelco/earns", e.fuel, "k-b", body).want(t, http.StatusCreated)
+	if r.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("the batch item's key did not replay alone: %s", r.Body)
+	}
+	// A conflict is not a replay.
+	c := e.post("/v1/partners/fuelco/earns", e.fuel, "k-b", map[string]any{"member": member, "amount": "21.00", "currency": "RUB"})
+	c.wantError(t, http.StatusConflict, "idempotency_conflict")
+	if c.Header.Get("Idempotent-Replayed") != "" {
+		t.Fatal("a conflict was marked as a replay")
+	}
+	// An auditor's refusal does not become the operator's answer.
+	e.request(http.MethodPost, "/v1/members", e.auditor, map[string]string{"card": "a-1"}, "Idempotency-Key", "m-1").wantError(t, http.StatusForbidden, "forbidden")
+	e.request(http.MethodPost, "/v1/members", e.operator, map[string]string{"card": "a-1"}, "Idempotency-Key", "m-1").want(t, http.StatusCreated)
+	if err := e.ledger.VerifyChain(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
 }

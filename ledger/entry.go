@@ -105,7 +105,8 @@ type Consume struct {
 	Rate     decimal.Decimal // money per point at the consumer's redeem rate
 }
 
-// Clawback reverses Points of the earn that created Lot, on behalf of the lot's issuer:
+// Clawback reverses Points of the earn that created Lot, on behalf of the lot's issuer
+// (zero points records a return that reverses none yet):
 // first from the lot's available points, then from the points of the lot that expired
 // (out of partner:<issuer>:expired), then from the member's other lots (a consumption by
 // the issuer at Rate), and what is still missing becomes the member's debt.

@@ -709,8 +709,13 @@ func (b *books) planRelease(p *planned, m *memberState, op Release) *Error {
 }
 
 func (b *books) planClawback(p *planned, m *memberState, op Clawback) *Error {
-	if err := b.checkPoints(op.Points); err != nil {
-		return err
+	// Zero points records a return that reverses no points yet (a small part of a
+	// purchase): an entry without postings, so that the returned amount in its metadata
+	// counts towards the next return's cumulative rounding.
+	if !op.Points.IsZero() {
+		if err := b.checkPoints(op.Points); err != nil {
+			return err
+		}
 	}
 	if err := checkRate(op.Rate); err != nil {
 		return err
@@ -771,7 +776,9 @@ func (b *books) planClawback(p *planned, m *memberState, op Clawback) *Error {
 	if fromExpired.IsPositive() {
 		p.postings = append(p.postings, b.pts(PartnerAccount(issuer, "expired"), fromExpired))
 	}
-	p.postings = append(p.postings, b.pts(PartnerAccount(issuer, "issued"), op.Points.Neg()))
+	if op.Points.IsPositive() {
+		p.postings = append(p.postings, b.pts(PartnerAccount(issuer, "issued"), op.Points.Neg()))
+	}
 	b.moneyLegs(p, takes, issuer, op.Rate)
 	m.balance = m.balance.Sub(fromMember)
 	m.reversed[lot.Entry] = done.Add(op.Points)

@@ -380,7 +380,7 @@ func (c *ChainBreak) Error() string {
 
 // Chain checks entries one after another: gap-free positions, each previous hash the hash
 // before it, each hash the hash of the entry's canonical form, and each entry balanced
-// per unit. Feed it entries in position order from any source (the database, an export).
+// per unit (an entry may have no postings: a return that reverses no points yet). Feed it entries in position order from any source (the database, an export).
 type Chain struct {
 	units Units
 	last  int64
@@ -410,9 +410,6 @@ func (c *Chain) Check(e *Posted) error {
 	}
 	if err := checkBalanced(e.Postings); err != nil {
 		return fail("%s", err.Message)
-	}
-	if len(e.Postings) == 0 {
-		return fail("it has no postings")
 	}
 	c.last, c.prev = e.Position, e.Hash
 	return nil

@@ -192,25 +192,44 @@ func (s *Service) EarnEntry(ctx context.Context, r Request, in EarnInput) (*ledg
 	if err != nil {
 		return nil, nil, err
 	}
-	m, enrolled, err := s.Store.EnsureMember(ctx, in.Member, s.PhoneRegion)
-	if err != nil {
-		return nil, nil, err
-	}
-	tier, hasTier, err := s.Tier(ctx, c, m.ID, bt)
-	if err != nil {
+	// A member unknown by phone or card is priced as a new one (no tier history) and
+	// enrolled only once the purchase has priced: a refused earn enrols nobody.
+	m, err := s.Store.FindMember(ctx, in.Member, s.PhoneRegion)
+	known := err == nil
+	if err != nil && (ledger.ErrorCode(err) != ledger.CodeNotFound || in.Member.ID != "") {
 		return nil, nil, err
 	}
 	mult := decimal.NewFromInt(1)
-	if hasTier {
+	if known {
+		tier, hasTier, err := s.Tier(ctx, c, m.ID, bt)
+		if err != nil {
+			return nil, nil, err
+		}
+		if hasTier {
+			mult = tier.Multiplier
+		}
+	} else if tier, ok := c.TierFor(decimal.Zero); ok {
 		mult = tier.Multiplier
 	}
 	price, err := PriceEarn(c, k, in.Purchase, mult, bt)
 	if err != nil {
 		return nil, nil, err
 	}
+	enrolled := false
+	if !known {
+		if m, enrolled, err = s.Store.EnsureMember(ctx, in.Member, s.PhoneRegion); err != nil {
+			return nil, nil, err
+		}
+	}
 	if !price.Points.IsPositive() {
-		bal, _ := s.Ledger.Balance(ctx, ledger.MemberAccount(m.ID))
-		held, _ := s.Ledger.Balance(ctx, ledger.MemberHeldAccount(m.ID))
+		bal, err := s.Ledger.Balance(ctx, ledger.MemberAccount(m.ID))
+		if err != nil {
+			return nil, nil, err
+		}
+		held, err := s.Ledger.Balance(ctx, ledger.MemberHeldAccount(m.ID))
+		if err != nil {
+			return nil, nil, err
+		}
 		return nil, &EarnResult{Points: price.Points.String(), Member: MemberBalance{ID: m.ID, Balance: bal.Neg(), Held: held.Neg()},
 			Pricing: price, Enrolled: enrolled}, nil
 	}
@@ -377,18 +396,10 @@ type HoldView struct {
 	ExpiresAt time.Time       `json:"expires_at"`
 }
 
-// HoldResultOf rebuilds the answer to a hold, capture or void from its entry.
-func HoldResultOf(p *ledger.Posted) *HoldResult {
-	currency := ""
-	for _, leg := range p.Postings {
-		if leg.Unit != ledger.Points {
-			currency = leg.Unit
-		}
-	}
-	return holdResultOf(p, currency)
-}
-
-func holdResultOf(p *ledger.Posted, currency string) *HoldResult {
+// HoldResultOf rebuilds the answer to a hold, capture or void from its entry; currency is
+// the coalition's, in which a capture's value is stated (a capture of the partner's own
+// points has no money legs to tell it).
+func HoldResultOf(p *ledger.Posted, currency string) *HoldResult {
 	out := &HoldResult{Entry: EntryRef{ID: p.ID, Position: p.Position}, Member: memberOf(p)}
 	if p.Hold != nil {
 		out.Hold = HoldView{ID: p.Hold.ID, Points: p.Hold.Points, Held: p.Hold.Held, Status: p.Hold.Status, ExpiresAt: p.Hold.ExpiresAt}
@@ -425,12 +436,12 @@ func (s *Service) Hold(ctx context.Context, r Request, in HoldInput) (*HoldResul
 		Kind: ledger.EntryHold, Partner: r.Partner, Member: m.ID, Reference: in.Reference,
 		IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash, BusinessTime: bt,
 		Metadata: metadata(entryMeta{Redemption: &price}),
-		Op:       ledger.Reserve{Points: price.Points, Consumer: r.Partner, Rate: price.RedeemRate, ExpiresAt: bt.Add(expiresIn)},
+		Op:       ledger.Reserve{Points: price.Points, Consumer: r.Partner, Rate: price.RedeemRate, ExpiresAt: s.Now().UTC().Add(expiresIn)},
 	})
 	if err != nil {
 		return nil, err
 	}
-	out := holdResultOf(posted, price.Value.Currency)
+	out := HoldResultOf(posted, price.Value.Currency)
 	out.Replayed = replayed
 	return out, nil
 }
@@ -468,7 +479,7 @@ func (s *Service) settleHold(ctx context.Context, r Request, holdID string, kind
 	if err != nil {
 		return nil, err
 	}
-	out := holdResultOf(posted, c.Currency)
+	out := HoldResultOf(posted, c.Currency)
 	out.Replayed = replayed
 	return out, nil
 }
@@ -521,6 +532,9 @@ func (s *Service) Reverse(ctx context.Context, r Request, in ReverseInput) (*Rev
 		IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash, BusinessTime: s.Now().UTC()}
 	switch orig.Kind {
 	case ledger.EntryEarn:
+		if !in.Points.IsZero() {
+			return nil, ledger.Errorf(ledger.CodeInvalid, "entry %s is an earn: give amount, the part of the purchase returned, not points", orig.ID).With("field", "points")
+		}
 		meta := readMeta(orig)
 		if meta.Pricing == nil || orig.Lot == nil && len(orig.Movements) == 0 {
 			return nil, ledger.Errorf(ledger.CodeInvalid, "entry %s cannot be reversed: it records no pricing", orig.ID)
@@ -538,6 +552,9 @@ func (s *Service) Reverse(ctx context.Context, r Request, in ReverseInput) (*Rev
 		e.Metadata = metadata(entryMeta{Returned: &returned})
 		e.Op = ledger.Clawback{Lot: orig.Movements[0].Lot, Points: points, Rate: rate}
 	case ledger.EntryRedemption, ledger.EntryCapture:
+		if !in.Amount.IsZero() {
+			return nil, ledger.Errorf(ledger.CodeInvalid, "entry %s is a %s: give points, the points given back, not amount", orig.ID, orig.Kind).With("field", "amount")
+		}
 		e.Kind = ledger.EntryRedemptionReversal
 		e.Op = ledger.Restore{Of: orig.ID, Points: in.Points}
 	default:
@@ -566,7 +583,9 @@ func ReverseResultOf(p *ledger.Posted) *ReverseResult {
 
 // earnReversalPoints applies DESIGN's cumulative rule: after this return, the points
 // reversed so far are round_down(points × returned ÷ purchase amount); this reversal
-// takes the difference. Returning more than the purchase is refused.
+// takes the difference, which may be zero. Returning more than the purchase is refused.
+// Two returns of one earn sent at the same moment may both start from the same returned
+// amount: the engine still never reverses more than the earn issued.
 func (s *Service) earnReversalPoints(ctx context.Context, orig *ledger.Posted, price Price, amount decimal.Decimal) (decimal.Decimal, decimal.Decimal, error) {
 	before, err := s.Ledger.ReturnedSoFar(ctx, orig.ID)
 	if err != nil {
@@ -586,12 +605,9 @@ func (s *Service) earnReversalPoints(ctx context.Context, orig *ledger.Posted, p
 	target := func(returned decimal.Decimal) decimal.Decimal {
 		return price.Points.Mul(returned).Div(price.Amount).Truncate(price.PointsScale)
 	}
-	points := target(after).Sub(target(before))
-	if !points.IsPositive() {
-		return decimal.Zero, decimal.Zero, ledger.Errorf(ledger.CodeInvalidAmount, "returning %s of the purchase reverses no points yet (%s points for %s)",
-			amount, price.Points, price.Amount).With("returned", amount.String())
-	}
-	return points, amount, nil
+	// A return too small to reverse a point yet is still recorded (an entry of zero
+	// points), so that it counts towards the next return's rounding.
+	return target(after).Sub(target(before)), amount, nil
 }
 
 // redeemRate is the partner's redeem rate at t: what its clawbacks of other issuers'
