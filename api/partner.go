@@ -167,32 +167,36 @@ type earnJSON struct {
 	Metadata      json.RawMessage `json:"metadata"`
 }
 
+// scales are the decimals a request's amounts may have: the coalition's currency and
+// points. One request reads them once, however many amounts it carries.
+type scales struct{ moneyScale, pointsScale int32 }
+
+func (s *Server) scales(c echo.Context) (scales, error) {
+	coal, err := s.cfg.Store.Coalition(c.Request().Context())
+	if err != nil {
+		return scales{}, err
+	}
+	money, err := coal.MoneyScale()
+	if err != nil {
+		return scales{}, err
+	}
+	return scales{moneyScale: money, pointsScale: coal.PointsScale}, nil
+}
+
 // money parses an optional amount field in the coalition's currency.
-func (s *Server) money(c echo.Context, field, v string) (decimal.Decimal, error) {
+func (sc scales) money(field, v string) (decimal.Decimal, error) {
 	if v == "" {
 		return decimal.Zero, nil
 	}
-	coal, err := s.cfg.Store.Coalition(c.Request().Context())
-	if err != nil {
-		return decimal.Zero, err
-	}
-	scale, err := coal.MoneyScale()
-	if err != nil {
-		return decimal.Zero, err
-	}
-	return parseAmount(field, v, scale)
+	return parseAmount(field, v, sc.moneyScale)
 }
 
 // points parses an optional points field at the coalition's points scale.
-func (s *Server) points(c echo.Context, field, v string) (decimal.Decimal, error) {
+func (sc scales) points(field, v string) (decimal.Decimal, error) {
 	if v == "" {
 		return decimal.Zero, nil
 	}
-	coal, err := s.cfg.Store.Coalition(c.Request().Context())
-	if err != nil {
-		return decimal.Zero, err
-	}
-	return parseAmount(field, v, coal.PointsScale)
+	return parseAmount(field, v, sc.pointsScale)
 }
 
 func (s *Server) earnInput(c echo.Context, body []byte) (partners.EarnInput, error) {
@@ -207,13 +211,17 @@ func (s *Server) earnInput(c echo.Context, body []byte) (partners.EarnInput, err
 	if in.Currency == "" {
 		return partners.EarnInput{}, ledger.Errorf(ledger.CodeInvalid, "currency is required with the amount").With("field", "currency")
 	}
-	amount, err := s.money(c, "amount", in.Amount)
+	sc, err := s.scales(c)
+	if err != nil {
+		return partners.EarnInput{}, err
+	}
+	amount, err := sc.money("amount", in.Amount)
 	if err != nil {
 		return partners.EarnInput{}, err
 	}
 	p := partners.Purchase{Amount: amount, Currency: in.Currency, Category: in.Category, PaymentMethod: in.PaymentMethod}
 	for i, l := range in.Lines {
-		a, err := s.money(c, "lines["+itoa(i)+"].amount", l.Amount)
+		a, err := sc.money("lines["+itoa(i)+"].amount", l.Amount)
 		if err != nil {
 			return partners.EarnInput{}, err
 		}
@@ -267,14 +275,18 @@ func (s *Server) redeemInput(c echo.Context, body []byte, hold bool) (partners.R
 		return partners.RedeemInput{}, nil, ledger.Errorf(ledger.CodeInvalid, "give either points or value").With("field", "points")
 	}
 	out := partners.RedeemInput{Member: ref, BusinessTime: in.BusinessTime, Reference: in.Reference}
-	if out.Points, err = s.points(c, "points", in.Points); err != nil {
+	sc, err := s.scales(c)
+	if err != nil {
 		return out, nil, err
 	}
-	if out.Value, err = s.money(c, "value", in.Value); err != nil {
+	if out.Points, err = sc.points("points", in.Points); err != nil {
+		return out, nil, err
+	}
+	if out.Value, err = sc.money("value", in.Value); err != nil {
 		return out, nil, err
 	}
 	if in.PurchaseAmount != "" {
-		pa, err := s.money(c, "purchase_amount", in.PurchaseAmount)
+		pa, err := sc.money("purchase_amount", in.PurchaseAmount)
 		if err != nil {
 			return out, nil, err
 		}
@@ -328,7 +340,11 @@ func (s *Server) capture(c echo.Context, r partners.Request, body []byte) (int, 
 			return 0, nil, err
 		}
 	}
-	pts, err := s.points(c, "points", in.Points)
+	sc, err := s.scales(c)
+	if err != nil {
+		return 0, nil, err
+	}
+	pts, err := sc.points("points", in.Points)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -373,11 +389,14 @@ func (s *Server) reverse(c echo.Context, r partners.Request, body []byte) (int, 
 	if in.OriginalReference != "" && in.OriginalKind != string(ledger.EntryEarn) && in.OriginalKind != string(ledger.EntryRedemption) {
 		return 0, nil, ledger.Errorf(ledger.CodeInvalid, "original_kind must be earn or redemption with original_reference").With("field", "original_kind")
 	}
-	var err error
-	if out.Amount, err = s.money(c, "amount", in.Amount); err != nil {
+	sc, err := s.scales(c)
+	if err != nil {
 		return 0, nil, err
 	}
-	if out.Points, err = s.points(c, "points", in.Points); err != nil {
+	if out.Amount, err = sc.money("amount", in.Amount); err != nil {
+		return 0, nil, err
+	}
+	if out.Points, err = sc.points("points", in.Points); err != nil {
 		return 0, nil, err
 	}
 	res, err := s.service().Reverse(c.Request().Context(), r, out)
