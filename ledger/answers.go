@@ -11,21 +11,58 @@ import (
 	"github.com/coalitionledger/coalition/internal/pg"
 )
 
-// Lookup returns the stored first answer to an idempotency key, a conflict if the key
-// was used for another request, or nil if the key is new. Callers use it to answer a
-// replay without redoing work that happens before the engine (finding the member,
-// pricing).
-func (l *Ledger) Lookup(ctx context.Context, partner, key string, hash []byte) (*Result, error) {
+// readKey returns the idempotency record of a key in scope, or nil if the key is new.
+func readKey(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, scope, key string) (*storedKey, error) {
 	var sk storedKey
-	err := l.pool.QueryRow(ctx, `SELECT request_hash, result FROM idempotency_keys WHERE partner_id = $1 AND key = $2`,
-		partner, key).Scan(&sk.hash, &sk.result)
+	err := q.QueryRow(ctx, `SELECT request_hash, result FROM idempotency_keys WHERE partner_id = $1 AND key = $2`,
+		scope, key).Scan(&sk.hash, &sk.result)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("idempotency key: %w", err)
 	}
-	r := replay(sk, hash, &Entry{Partner: partner, IdempotencyKey: key})
+	return &sk, nil
+}
+
+// keepFirst stores result as the first answer to a key in scope, under the key's advisory
+// lock, unless the key already has an answer: then it stores nothing and returns that one.
+func (l *Ledger) keepFirst(ctx context.Context, scope, key string, hash []byte, result any) (*storedKey, error) {
+	var existing *storedKey
+	err := pg.InTx(ctx, l.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockID("key", scope, key)); err != nil {
+			return err
+		}
+		var err error
+		if existing, err = readKey(ctx, tx, scope, key); err != nil || existing != nil {
+			return err
+		}
+		raw, err := json.Marshal(result)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO idempotency_keys (partner_id, key, request_hash, result, created_at) VALUES ($1, $2, $3, $4, $5)`,
+			scope, key, hash, raw, l.clock().UTC())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store first answer: %w", err)
+	}
+	return existing, nil
+}
+
+// Lookup returns the stored first answer to an idempotency key, a conflict if the key
+// was used for another request, or nil if the key is new. Callers use it to answer a
+// replay without redoing work that happens before the engine (finding the member,
+// pricing).
+func (l *Ledger) Lookup(ctx context.Context, partner, key string, hash []byte) (*Result, error) {
+	sk, err := readKey(ctx, l.pool, partner, key)
+	if err != nil || sk == nil {
+		return nil, err
+	}
+	r := replay(*sk, hash, &Entry{Partner: partner, IdempotencyKey: key})
 	return &r, nil
 }
 
@@ -33,33 +70,14 @@ func (l *Ledger) Lookup(ctx context.Context, partner, key string, hash []byte) (
 // idempotency key, so that a replay gets the same refusal. If the key already has an
 // answer, that answer is returned instead (or a conflict, for another request).
 func (l *Ledger) Refuse(ctx context.Context, partner, key string, hash []byte, refusal *Error) (Result, error) {
-	out := Result{Err: refusal}
-	err := pg.InTx(ctx, l.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockID("key", partner, key)); err != nil {
-			return err
-		}
-		var sk storedKey
-		err := tx.QueryRow(ctx, `SELECT request_hash, result FROM idempotency_keys WHERE partner_id = $1 AND key = $2`,
-			partner, key).Scan(&sk.hash, &sk.result)
-		if err == nil {
-			out = replay(sk, hash, &Entry{Partner: partner, IdempotencyKey: key})
-			return nil
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		raw, err := json.Marshal(Result{Err: refusal})
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO idempotency_keys (partner_id, key, request_hash, result, created_at) VALUES ($1, $2, $3, $4, $5)`,
-			partner, key, hash, raw, l.clock().UTC())
-		return err
-	})
+	existing, err := l.keepFirst(ctx, partner, key, hash, Result{Err: refusal})
 	if err != nil {
-		return Result{}, fmt.Errorf("record refusal: %w", err)
+		return Result{}, err
 	}
-	return out, nil
+	if existing != nil {
+		return replay(*existing, hash, &Entry{Partner: partner, IdempotencyKey: key}), nil
+	}
+	return Result{Err: refusal}, nil
 }
 
 // Answer is a stored first answer that is not a journal entry: an HTTP layer's reply to an
@@ -73,16 +91,11 @@ type Answer struct {
 // LookupAnswer returns the stored answer to a key in scope: found, or a conflict if the key
 // was used for another request.
 func (l *Ledger) LookupAnswer(ctx context.Context, scope, key string, hash []byte) (*Answer, error) {
-	var sk storedKey
-	err := l.pool.QueryRow(ctx, `SELECT request_hash, result FROM idempotency_keys WHERE partner_id = $1 AND key = $2`,
-		scope, key).Scan(&sk.hash, &sk.result)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
+	sk, err := readKey(ctx, l.pool, scope, key)
+	if err != nil || sk == nil {
+		return nil, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("idempotency key: %w", err)
-	}
-	return decodeAnswer(sk, hash, key)
+	return decodeAnswer(*sk, hash, key)
 }
 
 func decodeAnswer(sk storedKey, hash []byte, key string) (*Answer, error) {
@@ -99,32 +112,12 @@ func decodeAnswer(sk storedKey, hash []byte, key string) (*Answer, error) {
 // StoreAnswer keeps a as the first answer to a key in scope, unless the key already has
 // one, which it returns instead (or a conflict, for another request).
 func (l *Ledger) StoreAnswer(ctx context.Context, scope, key string, hash []byte, a Answer) (*Answer, error) {
-	var out *Answer
-	err := pg.InTx(ctx, l.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockID("key", scope, key)); err != nil {
-			return err
-		}
-		var sk storedKey
-		err := tx.QueryRow(ctx, `SELECT request_hash, result FROM idempotency_keys WHERE partner_id = $1 AND key = $2`,
-			scope, key).Scan(&sk.hash, &sk.result)
-		if err == nil {
-			out, err = decodeAnswer(sk, hash, key)
-			return err
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		raw, err := json.Marshal(a)
-		if err != nil {
-			return err
-		}
-		out = &a
-		_, err = tx.Exec(ctx, `INSERT INTO idempotency_keys (partner_id, key, request_hash, result, created_at) VALUES ($1, $2, $3, $4, $5)`,
-			scope, key, hash, raw, l.clock().UTC())
-		return err
-	})
+	existing, err := l.keepFirst(ctx, scope, key, hash, a)
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	if existing != nil {
+		return decodeAnswer(*existing, hash, key)
+	}
+	return &a, nil
 }
