@@ -162,21 +162,34 @@ func (l *Ledger) TrialBalance(ctx context.Context, position int64) (*TrialBalanc
 	return tb, nil
 }
 
+// lotColumns are the columns scanLot reads, in its order.
+const lotColumns = `id, member_id, issuer, entry_id, position, points, remaining, held, expired, expires_at`
+
+func scanLot(r pgx.CollectableRow) (Lot, error) {
+	var lot Lot
+	err := r.Scan(&lot.ID, &lot.Member, &lot.Issuer, &lot.Entry, &lot.Position, &lot.Points,
+		&lot.Remaining, &lot.Held, &lot.Expired, &lot.ExpiresAt)
+	return lot, err
+}
+
+// holdColumns are the columns scanHold reads, in its order.
+const holdColumns = `id, member_id, partner_id, entry_id, position, points, held, rate, expires_at, status`
+
+func scanHold(r pgx.Row) (Hold, error) {
+	var h Hold
+	err := r.Scan(&h.ID, &h.Member, &h.Partner, &h.Entry, &h.Position, &h.Points, &h.Held, &h.Rate, &h.ExpiresAt, &h.Status)
+	h.ExpiresAt = h.ExpiresAt.UTC()
+	return h, err
+}
+
 // Lots returns a member's lots that still hold points, in consumption order.
 func (l *Ledger) Lots(ctx context.Context, member string) ([]Lot, error) {
-	rows, err := l.pool.Query(ctx, `
-		SELECT id, member_id, issuer, entry_id, position, points, remaining, held, expired, expires_at
-		  FROM lots WHERE member_id = $1 AND remaining > 0
+	rows, err := l.pool.Query(ctx, `SELECT `+lotColumns+` FROM lots WHERE member_id = $1 AND remaining > 0
 		 ORDER BY expires_at NULLS LAST, position`, member)
 	if err != nil {
 		return nil, fmt.Errorf("lots of %s: %w", member, err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Lot, error) {
-		var lot Lot
-		err := r.Scan(&lot.ID, &lot.Member, &lot.Issuer, &lot.Entry, &lot.Position, &lot.Points,
-			&lot.Remaining, &lot.Held, &lot.Expired, &lot.ExpiresAt)
-		return lot, err
-	})
+	return pgx.CollectRows(rows, scanLot)
 }
 
 // EarnedBetween returns a member's net points earned (earns and awards in, earn reversals
@@ -252,49 +265,35 @@ func (l *Ledger) ReturnedSoFar(ctx context.Context, earn string) (decimal.Decima
 
 // Hold returns a hold.
 func (l *Ledger) Hold(ctx context.Context, id string) (*Hold, error) {
-	var h Hold
-	err := l.pool.QueryRow(ctx, `SELECT id, member_id, partner_id, entry_id, position, points, held, rate, expires_at, status
-		FROM holds WHERE id = $1`, id).Scan(&h.ID, &h.Member, &h.Partner, &h.Entry, &h.Position, &h.Points, &h.Held, &h.Rate, &h.ExpiresAt, &h.Status)
+	h, err := scanHold(l.pool.QueryRow(ctx, `SELECT `+holdColumns+` FROM holds WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, Errorf(CodeNotFound, "hold %s does not exist", id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("hold %s: %w", id, err)
 	}
-	h.ExpiresAt = h.ExpiresAt.UTC()
 	return &h, nil
 }
 
 // OpenHoldsExpiredBy returns up to limit open holds whose expiry is at or before t.
 func (l *Ledger) OpenHoldsExpiredBy(ctx context.Context, t time.Time, limit int) ([]Hold, error) {
-	rows, err := l.pool.Query(ctx, `SELECT id, member_id, partner_id, entry_id, position, points, held, rate, expires_at, status
-		FROM holds WHERE status = 'open' AND expires_at <= $1 ORDER BY expires_at, id LIMIT $2`, t, limit)
+	rows, err := l.pool.Query(ctx, `SELECT `+holdColumns+` FROM holds
+		WHERE status = 'open' AND expires_at <= $1 ORDER BY expires_at, id LIMIT $2`, t, limit)
 	if err != nil {
 		return nil, fmt.Errorf("expired holds: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Hold, error) {
-		var h Hold
-		err := r.Scan(&h.ID, &h.Member, &h.Partner, &h.Entry, &h.Position, &h.Points, &h.Held, &h.Rate, &h.ExpiresAt, &h.Status)
-		return h, err
-	})
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Hold, error) { return scanHold(r) })
 }
 
 // LotsExpiredBy returns up to limit lots with available points whose expiry is at or
 // before t, oldest expiry first.
 func (l *Ledger) LotsExpiredBy(ctx context.Context, t time.Time, limit int) ([]Lot, error) {
-	rows, err := l.pool.Query(ctx, `
-		SELECT id, member_id, issuer, entry_id, position, points, remaining, held, expired, expires_at
-		  FROM lots WHERE expires_at <= $1 AND remaining > held
-		 ORDER BY expires_at, id LIMIT $2`, t, limit)
+	rows, err := l.pool.Query(ctx, `SELECT `+lotColumns+` FROM lots
+		WHERE expires_at <= $1 AND remaining > held ORDER BY expires_at, id LIMIT $2`, t, limit)
 	if err != nil {
 		return nil, fmt.Errorf("expired lots: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Lot, error) {
-		var lot Lot
-		err := r.Scan(&lot.ID, &lot.Member, &lot.Issuer, &lot.Entry, &lot.Position, &lot.Points,
-			&lot.Remaining, &lot.Held, &lot.Expired, &lot.ExpiresAt)
-		return lot, err
-	})
+	return pgx.CollectRows(rows, scanLot)
 }
 
 // MaxJournalPage bounds one page of the journal.
