@@ -81,26 +81,12 @@ func (l *Ledger) PostOne(ctx context.Context, e Entry) (*Posted, error) {
 var errAborted = errors.New("batch aborted")
 
 func (l *Ledger) post(ctx context.Context, entries []Entry, atomic bool) ([]Result, error) {
-	if len(entries) == 0 {
-		return nil, Errorf(CodeEmptyBatch, "a batch needs at least one entry")
-	}
-	if len(entries) > MaxBatch {
-		return nil, Errorf(CodeBatchTooLarge, "a batch holds at most %d entries, this one has %d", MaxBatch, len(entries))
-	}
-	// The caller's entries are not changed: the planner fills in Reverses on its copies.
-	work := make([]Entry, len(entries))
-	copy(work, entries)
-	hashes := make([][]byte, len(work))
-	for i := range work {
-		if work[i].IdempotencyKey != "" {
-			hashes[i] = work[i].RequestHash
-			if hashes[i] == nil {
-				hashes[i] = requestHash(&work[i])
-			}
-		}
+	work, hashes, err := prepare(entries)
+	if err != nil {
+		return nil, err
 	}
 	var results []Result
-	err := pg.InTx(ctx, l.pool, func(tx pgx.Tx) error {
+	err = pg.InTx(ctx, l.pool, func(tx pgx.Tx) error {
 		fresh := make([]Entry, len(work))
 		copy(fresh, work)
 		var err error
@@ -114,6 +100,56 @@ func (l *Ledger) post(ctx context.Context, entries []Entry, atomic bool) ([]Resu
 		return nil, fmt.Errorf("post %d entries: %w", len(entries), err)
 	}
 	return results, nil
+}
+
+// PostAllIn posts a batch all or nothing inside the caller's transaction, so that a job
+// (a settlement run, a confirmed payment) commits its entries together with its own
+// rows. A refused entry comes back as the error, an *Error, and the caller must then
+// roll back; so must it on any other error.
+func (l *Ledger) PostAllIn(ctx context.Context, tx pgx.Tx, entries []Entry) ([]*Posted, error) {
+	work, hashes, err := prepare(entries)
+	if err != nil {
+		return nil, err
+	}
+	results, err := l.postTx(ctx, tx, work, hashes, true)
+	if errors.Is(err, errAborted) {
+		for _, r := range results {
+			if r.Err != nil && r.Err.Code != CodeBatchAborted {
+				return nil, r.Err
+			}
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("post %d entries: %w", len(entries), err)
+	}
+	posted := make([]*Posted, len(results))
+	for i, r := range results {
+		posted[i] = r.Entry
+	}
+	return posted, nil
+}
+
+// prepare checks a batch's size and copies it, since the planner fills in Reverses on
+// its copies, with the request hash of each entry that has an idempotency key.
+func prepare(entries []Entry) ([]Entry, [][]byte, error) {
+	if len(entries) == 0 {
+		return nil, nil, Errorf(CodeEmptyBatch, "a batch needs at least one entry")
+	}
+	if len(entries) > MaxBatch {
+		return nil, nil, Errorf(CodeBatchTooLarge, "a batch holds at most %d entries, this one has %d", MaxBatch, len(entries))
+	}
+	work := make([]Entry, len(entries))
+	copy(work, entries)
+	hashes := make([][]byte, len(work))
+	for i := range work {
+		if work[i].IdempotencyKey != "" {
+			hashes[i] = work[i].RequestHash
+			if hashes[i] == nil {
+				hashes[i] = requestHash(&work[i])
+			}
+		}
+	}
+	return work, hashes, nil
 }
 
 // requestHash identifies an entry request for idempotency when the caller gave none.
