@@ -33,6 +33,11 @@ func Fees(items []FeeItem, scale int32) (map[string]decimal.Decimal, error) {
 		}
 		sums[it.Partner] = sums[it.Partner].Add(it.Points.Mul(it.FeePerPoint))
 	}
+	return roundFees(sums, scale), nil
+}
+
+// roundFees rounds each partner's unrounded fee to scale, leaving out the zeros.
+func roundFees(sums map[string]decimal.Decimal, scale int32) map[string]decimal.Decimal {
 	fees := make(map[string]decimal.Decimal, len(sums))
 	for p, s := range sums {
 		// decimal.Round rounds half away from zero: half-up on the magnitude.
@@ -40,18 +45,18 @@ func Fees(items []FeeItem, scale int32) (map[string]decimal.Decimal, error) {
 			fees[p] = f
 		}
 	}
-	return fees, nil
+	return fees
 }
 
-// partnersOf returns the sorted union of the keys of the maps.
-func partnersOf(ms ...map[string]decimal.Decimal) []string {
+// sortedKeys returns the sorted union of the keys of the maps.
+func sortedKeys[V any](ms ...map[string]V) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, m := range ms {
-		for p := range m {
-			if !seen[p] {
-				seen[p] = true
-				out = append(out, p)
+		for k := range m {
+			if !seen[k] {
+				seen[k] = true
+				out = append(out, k)
 			}
 		}
 	}

@@ -27,7 +27,7 @@ type Instruction struct {
 // operator:awards paid for consumed award points, which the operator then pays out.
 func Net(positions, fees map[string]decimal.Decimal) []Instruction {
 	var out []Instruction
-	for _, p := range partnersOf(positions, fees) {
+	for _, p := range sortedKeys(positions, fees) {
 		n := positions[p].Add(fees[p])
 		switch n.Sign() {
 		case 1:

@@ -46,10 +46,25 @@ var skipped = map[ledger.EntryKind]bool{
 }
 
 // Positions sums the money legs of entries into each partner's settlement position and
-// derives the gross bilateral matrix and the bilateral nets from them.
+// derives the gross bilateral matrix and the bilateral nets from them: a Tally of the
+// entries, without fees.
+func Positions(entries []ledger.Posted) (Exposure, error) {
+	t := NewTally()
+	for i := range entries {
+		if err := t.Add(&entries[i], decimal.Zero); err != nil {
+			return Exposure{}, err
+		}
+	}
+	return t.Exposure(), nil
+}
+
+// Tally accumulates a run's entries one at a time, in constant memory per partner (a
+// run reads a day of journal as a stream): the partners' settlement positions, the gross
+// bilateral matrix, the points each partner issued and took, and the unrounded fees.
 //
-// Only money postings (unit ≠ PTS) count. Entries of kind fee, settlement and payment
-// are skipped: they are what a run posts, and fees enter netting through Net's fees.
+// Only money postings (unit ≠ PTS) count towards positions. Entries of kind fee,
+// settlement and payment are skipped: they are what a run posts, and fees enter netting
+// through Net's fees.
 //
 // The matrix is built per entry over its parties: partner:<p>:settlement is party p and
 // operator:awards is OperatorParty; other money accounts (operator:fees, operator:bank,
@@ -64,57 +79,112 @@ var skipped = map[ledger.EntryKind]bool{
 // of party id, debtors against creditors, each pair taking the smaller of what is left
 // (the north-west corner rule): deterministic and exact in total, but an allocation
 // the journal does not state.
-//
-// It fails on a posting whose account is not in the chart, on money legs in two
-// currencies, and on an entry whose money legs do not balance.
-func Positions(entries []ledger.Posted) (Exposure, error) {
-	ex := Exposure{Positions: map[string]decimal.Decimal{}}
-	gross := map[[2]string]decimal.Decimal{}
-	for _, e := range entries {
-		if skipped[e.Kind] {
+type Tally struct {
+	currency  string
+	positions map[string]decimal.Decimal
+	gross     map[[2]string]decimal.Decimal
+	owes      map[string]decimal.Decimal // Σ debit legs on a partner's settlement account
+	owed      map[string]decimal.Decimal // Σ credit legs, as a positive amount
+	issued    map[string]decimal.Decimal // net points debited to partner:<p>:issued
+	redeemed  map[string]decimal.Decimal // net points credited to partner:<p>:redeemed
+	feeBase   map[string]decimal.Decimal // net points of earns and earn reversals, for fees
+	fees      map[string]decimal.Decimal // Σ points × fee_per_point, unrounded
+	entries   int
+}
+
+// NewTally returns an empty tally.
+func NewTally() *Tally {
+	return &Tally{
+		positions: map[string]decimal.Decimal{}, gross: map[[2]string]decimal.Decimal{},
+		owes: map[string]decimal.Decimal{}, owed: map[string]decimal.Decimal{},
+		issued: map[string]decimal.Decimal{}, redeemed: map[string]decimal.Decimal{},
+		feeBase: map[string]decimal.Decimal{}, fees: map[string]decimal.Decimal{},
+	}
+}
+
+// Add counts one entry. feePerPoint is the fee_per_point of the earn the entry issued or
+// reversed (for an earn, its own; for an earn reversal, its original's); it is ignored
+// for other kinds. It fails on a posting whose account is not in the chart, on money
+// legs in two currencies, on an entry whose money legs do not balance and on a negative
+// fee_per_point; the tally is then unusable.
+func (t *Tally) Add(e *ledger.Posted, feePerPoint decimal.Decimal) error {
+	if skipped[e.Kind] {
+		return nil
+	}
+	if feePerPoint.IsNegative() {
+		return fmt.Errorf("entry %s: negative fee_per_point %s", e.ID, feePerPoint)
+	}
+	t.entries++
+	charged := e.Kind == ledger.EntryEarn || e.Kind == ledger.EntryEarnReversal
+	parties := map[string]decimal.Decimal{}
+	sum := decimal.Zero
+	for _, p := range e.Postings {
+		acct, perr := ledger.ParseAccount(p.Account)
+		if perr != nil {
+			return fmt.Errorf("entry %s: %w", e.ID, perr)
+		}
+		if p.Unit == ledger.Points {
+			switch {
+			case acct.Kind == ledger.KindPartnerIssued && acct.Partner != ledger.OperatorIssuer:
+				t.issued[acct.Partner] = t.issued[acct.Partner].Add(p.Amount)
+				if charged {
+					t.feeBase[acct.Partner] = t.feeBase[acct.Partner].Add(p.Amount)
+					t.fees[acct.Partner] = t.fees[acct.Partner].Add(p.Amount.Mul(feePerPoint))
+				}
+			case acct.Kind == ledger.KindPartnerRedeemed:
+				t.redeemed[acct.Partner] = t.redeemed[acct.Partner].Sub(p.Amount)
+			}
 			continue
 		}
-		parties := map[string]decimal.Decimal{}
-		sum := decimal.Zero
-		for _, p := range e.Postings {
-			if p.Unit == ledger.Points {
-				continue
-			}
-			if ex.Currency == "" {
-				ex.Currency = p.Unit
-			} else if p.Unit != ex.Currency {
-				return Exposure{}, fmt.Errorf("entry %s: money in %s and %s: a coalition settles in one currency", e.ID, ex.Currency, p.Unit)
-			}
-			acct, perr := ledger.ParseAccount(p.Account)
-			if perr != nil {
-				return Exposure{}, fmt.Errorf("entry %s: %w", e.ID, perr)
-			}
-			if !acct.IsMoney() {
-				return Exposure{}, fmt.Errorf("entry %s: %s posted in %s but holds points", e.ID, p.Account, p.Unit)
-			}
-			sum = sum.Add(p.Amount)
-			switch acct.Kind {
-			case ledger.KindPartnerSettlement:
-				ex.Positions[acct.Partner] = ex.Positions[acct.Partner].Add(p.Amount)
-				parties[acct.Partner] = parties[acct.Partner].Add(p.Amount)
-			case ledger.KindOperatorAwards:
-				parties[OperatorParty] = parties[OperatorParty].Add(p.Amount)
-			}
+		if t.currency == "" {
+			t.currency = p.Unit
+		} else if p.Unit != t.currency {
+			return fmt.Errorf("entry %s: money in %s and %s: a coalition settles in one currency", e.ID, t.currency, p.Unit)
 		}
-		if !sum.IsZero() {
-			return Exposure{}, fmt.Errorf("entry %s: money legs sum to %s, not zero", e.ID, sum)
+		if !acct.IsMoney() {
+			return fmt.Errorf("entry %s: %s posted in %s but holds points", e.ID, p.Account, p.Unit)
 		}
-		for _, o := range match(parties) {
-			k := [2]string{o.Debtor, o.Creditor}
-			gross[k] = gross[k].Add(o.Amount)
+		sum = sum.Add(p.Amount)
+		switch acct.Kind {
+		case ledger.KindPartnerSettlement:
+			t.positions[acct.Partner] = t.positions[acct.Partner].Add(p.Amount)
+			if p.Amount.IsPositive() {
+				t.owes[acct.Partner] = t.owes[acct.Partner].Add(p.Amount)
+			} else {
+				t.owed[acct.Partner] = t.owed[acct.Partner].Sub(p.Amount)
+			}
+			parties[acct.Partner] = parties[acct.Partner].Add(p.Amount)
+		case ledger.KindOperatorAwards:
+			parties[OperatorParty] = parties[OperatorParty].Add(p.Amount)
 		}
 	}
-	for k, amt := range gross {
+	if !sum.IsZero() {
+		return fmt.Errorf("entry %s: money legs sum to %s, not zero", e.ID, sum)
+	}
+	for _, o := range match(parties) {
+		k := [2]string{o.Debtor, o.Creditor}
+		t.gross[k] = t.gross[k].Add(o.Amount)
+	}
+	return nil
+}
+
+// Entries returns how many entries the tally counted (those of the kinds it skips not
+// included).
+func (t *Tally) Entries() int { return t.entries }
+
+// Exposure returns the positions, the gross bilateral matrix and the bilateral nets of
+// the entries counted so far.
+func (t *Tally) Exposure() Exposure {
+	ex := Exposure{Currency: t.currency, Positions: map[string]decimal.Decimal{}}
+	for p, v := range t.positions {
+		ex.Positions[p] = v
+	}
+	for k, amt := range t.gross {
 		ex.Gross = append(ex.Gross, Obligation{Debtor: k[0], Creditor: k[1], Amount: amt})
 	}
 	sortObligations(ex.Gross)
-	ex.Bilateral = bilateral(gross)
-	return ex, nil
+	ex.Bilateral = bilateral(t.gross)
+	return ex
 }
 
 // match pairs one entry's debtors with its creditors as Positions documents.

@@ -1,0 +1,86 @@
+package settlement
+
+import (
+	"time"
+
+	"github.com/coalitionledger/coalition/ledger"
+)
+
+// Day is a business date in the coalition's time zone, such as 2026-11-22. The zero Day
+// is no day.
+type Day struct{ t time.Time } // midnight UTC of the date, so that arithmetic is civil
+
+// ParseDay reads a business date written YYYY-MM-DD.
+func ParseDay(s string) (Day, error) {
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return Day{}, ledger.Errorf(ledger.CodeInvalid, "%q is not a business date: write it as YYYY-MM-DD", s).With("field", "business_date")
+	}
+	return Day{t}, nil
+}
+
+// DayOf returns the business date of a time in loc.
+func DayOf(t time.Time, loc *time.Location) Day {
+	y, m, d := t.In(loc).Date()
+	return Day{time.Date(y, m, d, 0, 0, 0, 0, time.UTC)}
+}
+
+// String writes the day as YYYY-MM-DD.
+func (d Day) String() string { return d.t.Format(time.DateOnly) }
+
+// IsZero reports whether d is the zero Day.
+func (d Day) IsZero() bool { return d.t.IsZero() }
+
+// Next returns the following day.
+func (d Day) Next() Day { return Day{d.t.AddDate(0, 0, 1)} }
+
+// Prev returns the day before.
+func (d Day) Prev() Day { return Day{d.t.AddDate(0, 0, -1)} }
+
+// Equal reports whether d and o are the same day.
+func (d Day) Equal(o Day) bool { return d.t.Equal(o.t) }
+
+// Before reports whether d comes before o.
+func (d Day) Before(o Day) bool { return d.t.Before(o.t) }
+
+// Start returns the first instant of the day in loc. On a day whose midnight a
+// daylight-saving change skips, that is the first instant the day has.
+func (d Day) Start(loc *time.Location) time.Time {
+	y, m, dd := d.t.Date()
+	return time.Date(y, m, dd, 0, 0, 0, 0, loc)
+}
+
+// End returns the first instant after the day in loc: the next day's start.
+func (d Day) End(loc *time.Location) time.Time { return d.Next().Start(loc) }
+
+// MarshalText writes the day as YYYY-MM-DD.
+func (d Day) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText reads a day written YYYY-MM-DD.
+func (d *Day) UnmarshalText(b []byte) error {
+	v, err := ParseDay(string(b))
+	if err != nil {
+		return err
+	}
+	*d = v
+	return nil
+}
+
+// Window is which entries a run settles: those with a business date on or before Day,
+// a position at or below Cutoff, and in no earlier run. Runs are made day after day, so
+// the earlier runs settled everything at or below PreviousCutoff (the cut-off of the run
+// of the day before, 0 for the first run) except the entries of Day itself and of later
+// days; this run takes the entries of Day recorded before it.
+type Window struct {
+	Day            Day   `json:"business_date"`
+	PreviousCutoff int64 `json:"previous_cutoff"`
+	Cutoff         int64 `json:"cutoff"`
+}
+
+// Settles reports whether the run settles the entry at position with business date day.
+func (w Window) Settles(position int64, day Day) bool {
+	if position > w.Cutoff || w.Day.Before(day) {
+		return false
+	}
+	return position > w.PreviousCutoff || day.Equal(w.Day)
+}
