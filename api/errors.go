@@ -10,6 +10,7 @@ import (
 
 	"github.com/coalitionledger/coalition/ledger"
 	"github.com/coalitionledger/coalition/partners"
+	"github.com/coalitionledger/coalition/settlement"
 )
 
 // The codes of the HTTP layer, in addition to the domain's. They are part of the contract:
@@ -43,6 +44,10 @@ var codeStatus = map[ledger.Code]int{
 	CodeInternal:                http.StatusInternalServerError,
 	CodeTimeout:                 http.StatusServiceUnavailable,
 	partners.CodeSettingsFrozen: http.StatusConflict,
+
+	settlement.CodeDayNotOver:           http.StatusConflict,
+	settlement.CodePreviousDayUnsettled: http.StatusConflict,
+	settlement.CodeBeforeFirstRun:       http.StatusConflict,
 }
 
 // classStatus is the status of each class of domain error.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/coalitionledger/coalition/ledger"
 	"github.com/coalitionledger/coalition/partners"
+	"github.com/coalitionledger/coalition/settlement"
 )
 
 // Defaults and limits of the server.
@@ -53,6 +54,7 @@ type Server struct {
 	log     *zap.Logger
 	echo    *echo.Echo
 	svc     *partners.Service
+	runs    *settlement.Runs
 	metrics *metrics
 	// routes holds "METHOD /pattern" of every registered route; protected those that
 	// need a key. Both are built once, by New, and only read afterwards.
@@ -94,6 +96,7 @@ func New(cfg Config) *Server {
 		log:     cfg.Logger,
 		echo:    echo.New(),
 		svc:     partners.NewService(cfg.Store, cfg.Ledger, cfg.Now),
+		runs:    settlement.NewRuns(cfg.Ledger, cfg.Store, cfg.Now),
 		metrics: newMetrics(cfg.Registry),
 	}
 	e := s.echo
@@ -146,6 +149,7 @@ func (s *Server) registerRoutes() {
 	g.POST("/contracts", s.addContract, operator, s.idempotentWrite)
 	g.GET("/contracts", s.listContracts) // the operator, an auditor, or the partner itself
 	s.registerPartnerRoutes(g)
+	s.registerSettlementRoutes(v1, g, operator, reader)
 }
 
 // Handler returns the API as an http.Handler (the echo instance).

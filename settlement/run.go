@@ -512,3 +512,45 @@ func (r *Runs) SettleDue(ctx context.Context, actor string, done func(*Run)) ([]
 	}
 	return runs, nil
 }
+
+// PartnerView is one partner's side of a run: its line, the gross and bilateral rows it
+// is a party to, and its instruction, if it has one.
+type PartnerView struct {
+	BusinessDate string           `json:"business_date"`
+	Currency     string           `json:"currency"`
+	Cutoff       int64            `json:"cutoff"`
+	Partner      PartnerLine      `json:"partner"`
+	Gross        []ObligationLine `json:"gross"`
+	Bilateral    []ObligationLine `json:"bilateral"`
+	Instruction  *Payment         `json:"instruction"`
+}
+
+// For returns partner's side of the run; a partner with no business in it gets a line of
+// zeros.
+func (r *Run) For(partner string) PartnerView {
+	v := PartnerView{BusinessDate: r.BusinessDate, Currency: r.Currency, Cutoff: r.Cutoff,
+		Gross: []ObligationLine{}, Bilateral: []ObligationLine{}}
+	v.Partner = PartnerLine{Partner: partner, PointsIssued: "0", PointsRedeemed: "0", FeePoints: "0",
+		Owes: "0", OwedTo: "0", Position: "0", Fee: "0", Net: "0"}
+	for _, p := range r.Partners {
+		if p.Partner == partner {
+			v.Partner = p
+		}
+	}
+	for _, o := range r.Gross {
+		if o.Debtor == partner || o.Creditor == partner {
+			v.Gross = append(v.Gross, o)
+		}
+	}
+	for _, o := range r.Bilateral {
+		if o.Debtor == partner || o.Creditor == partner {
+			v.Bilateral = append(v.Bilateral, o)
+		}
+	}
+	for i := range r.Instructions {
+		if r.Instructions[i].Partner == partner {
+			v.Instruction = &r.Instructions[i]
+		}
+	}
+	return v
+}

@@ -1,0 +1,170 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/coalitionledger/coalition/ledger"
+	"github.com/coalitionledger/coalition/settlement"
+)
+
+// registerSettlementRoutes adds the operator's and auditor's settlement routes; a
+// partner's own side of a run is under /v1/partners/:partner.
+func (s *Server) registerSettlementRoutes(v1, partner *echo.Group, operator, reader echo.MiddlewareFunc) {
+	v1.POST("/settlements", s.runSettlement, operator, s.idempotentWrite)
+	v1.GET("/settlements", s.listSettlements, reader)
+	v1.GET("/settlements/:date", s.getSettlement, reader)
+	v1.GET("/settlements/:date/check", s.checkSettlement, reader)
+	v1.POST("/settlements/:date/instructions/:partner/confirm", s.confirmInstruction, operator, s.idempotentWrite)
+	partner.GET("/settlements/:date", s.partnerSettlement) // the operator, an auditor, or the partner itself
+}
+
+// settlementJSON is the body that asks for a run.
+type settlementJSON struct {
+	BusinessDate string `json:"business_date"`
+}
+
+// actor names who acted, for the runs and payments it records.
+func actor(c echo.Context) string {
+	p := principal(c)
+	return string(p.Role) + " key " + p.KeyID
+}
+
+// runSettlement settles a business day: 201 with the run when this call made it, 200
+// with the existing run when the day was settled already.
+func (s *Server) runSettlement(c echo.Context) error {
+	var in settlementJSON
+	if err := decode(c, &in); err != nil {
+		return writeError(c, err)
+	}
+	day, err := settlement.ParseDay(in.BusinessDate)
+	if err != nil {
+		return writeError(c, err)
+	}
+	run, created, err := s.runs.Run(c.Request().Context(), day, actor(c), nil)
+	if err != nil {
+		return writeError(c, err)
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/settlements/"+day.String())
+	return c.JSON(status, run)
+}
+
+// settlementList is the answer listing runs.
+type settlementList struct {
+	Settlements []settlement.Summary `json:"settlements"`
+}
+
+// listSettlements answers the runs, latest first (?limit=, default 100, at most 1000).
+func (s *Server) listSettlements(c echo.Context) error {
+	limit := 100
+	if q := c.QueryParam("limit"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil || n < 1 || n > 1000 {
+			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "limit must be a whole number from 1 to 1000, not %q", q).With("field", "limit"))
+		}
+		limit = n
+	}
+	list, err := s.runs.List(c.Request().Context(), limit)
+	if err != nil {
+		return writeError(c, err)
+	}
+	if list == nil {
+		list = []settlement.Summary{}
+	}
+	return c.JSON(http.StatusOK, settlementList{Settlements: list})
+}
+
+// dayParam reads the :date of a settlement route.
+func dayParam(c echo.Context) (settlement.Day, error) { return settlement.ParseDay(c.Param("date")) }
+
+// getSettlement answers a run's report: JSON, or CSV when the client accepts text/csv
+// (and not JSON first).
+func (s *Server) getSettlement(c echo.Context) error {
+	day, err := dayParam(c)
+	if err != nil {
+		return writeError(c, err)
+	}
+	run, err := s.runs.Get(c.Request().Context(), day)
+	if err != nil {
+		return writeError(c, err)
+	}
+	if wantsCSV(c.Request().Header.Get(echo.HeaderAccept)) {
+		c.Response().Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+		c.Response().Header().Set(echo.HeaderContentDisposition, `attachment; filename="settlement-`+day.String()+`.csv"`)
+		c.Response().WriteHeader(http.StatusOK)
+		return run.Report.WriteCSV(c.Response())
+	}
+	return c.JSON(http.StatusOK, run)
+}
+
+// wantsCSV reports whether an Accept header asks for CSV before JSON.
+func wantsCSV(accept string) bool {
+	for _, part := range strings.Split(accept, ",") {
+		switch strings.TrimSpace(strings.SplitN(part, ";", 2)[0]) {
+		case "text/csv":
+			return true
+		case "application/json", "*/*", "application/*":
+			return false
+		}
+	}
+	return false
+}
+
+// checkSettlement re-derives a run from the journal and answers the comparison: 200
+// either way; matches says whether every figure agreed.
+func (s *Server) checkSettlement(c echo.Context) error {
+	day, err := dayParam(c)
+	if err != nil {
+		return writeError(c, err)
+	}
+	check, err := s.runs.Check(c.Request().Context(), day)
+	if err != nil {
+		return writeError(c, err)
+	}
+	return c.JSON(http.StatusOK, check)
+}
+
+// confirmInstruction records that an instruction's money moved: 201 with the payment
+// when this call posted it, 200 when it was confirmed already.
+func (s *Server) confirmInstruction(c echo.Context) error {
+	day, err := dayParam(c)
+	if err != nil {
+		return writeError(c, err)
+	}
+	pay, confirmed, err := s.runs.Confirm(c.Request().Context(), day, c.Param("partner"), actor(c))
+	if err != nil {
+		return writeError(c, err)
+	}
+	status := http.StatusOK
+	if confirmed {
+		status = http.StatusCreated
+	}
+	return c.JSON(status, pay)
+}
+
+// partnerSettlement answers a partner's own side of a run.
+func (s *Server) partnerSettlement(c echo.Context) error {
+	id := c.Param("partner")
+	if err := authorisePartner(c, id); err != nil {
+		return writeError(c, err)
+	}
+	day, err := dayParam(c)
+	if err != nil {
+		return writeError(c, err)
+	}
+	if _, err := s.cfg.Store.Partner(c.Request().Context(), id); err != nil {
+		return writeError(c, err)
+	}
+	run, err := s.runs.Get(c.Request().Context(), day)
+	if err != nil {
+		return writeError(c, err)
+	}
+	return c.JSON(http.StatusOK, run.For(id))
+}
