@@ -32,6 +32,9 @@ Commands:
   partners        create ID NAME | list | suspend ID | activate ID
   contracts       add PARTNER FILE.json (a contract version; - for stdin) | list PARTNER
   expire          expire every lot past its expiry and void every hold past its timeout
+  settle          settle a business day: --date D [--format table|json|csv] [--out FILE];
+                  --check --date D re-derives it from the journal; --due settles every day
+                  that is over; --confirm PARTNER --date D records that its money moved
   verify          check the journal's hash chain and every balance against its postings
   trial-balance   print the trial balance (--position N for an earlier one)
   help            show this help
@@ -112,6 +115,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return withDB("", false, func(db *database.DB) error {
 			return verify(ctx, ledger.New(db.Pool), stdout, progress)
 		})
+
+	case "settle":
+		return settle(ctx, fs, args, withDB, stdout, stderr)
 
 	case "keys", "partners", "contracts", "expire", "serve":
 		return operatorCommand(ctx, cmd, fs, args, withDB, stdout, progress)

@@ -15,6 +15,7 @@ import (
 	"github.com/coalitionledger/coalition/internal/scheduler"
 	"github.com/coalitionledger/coalition/ledger"
 	"github.com/coalitionledger/coalition/partners"
+	"github.com/coalitionledger/coalition/settlement"
 )
 
 // serve runs the HTTP API with the scheduler inside until ctx ends (SIGINT, SIGTERM).
@@ -33,11 +34,12 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string,
 		l := ledger.New(db.Pool)
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		store := partners.NewStore(db.Pool)
 		srv := api.New(api.Config{
-			Store: partners.NewStore(db.Pool), Keys: partners.NewKeys(db.Pool), Ledger: l,
+			Store: store, Keys: partners.NewKeys(db.Pool), Ledger: l,
 			Logger: logger, Registry: reg, Now: time.Now,
 		})
-		jobs := scheduler.New(ctx, l, logger, time.Now)
+		jobs := scheduler.New(ctx, l, logger, time.Now).WithSettlement(ctx, settlement.NewRuns(l, store, time.Now), store)
 		jobs.Start()
 		defer jobs.Stop()
 		progress("serving the API on http://%s (Ctrl-C stops)", *addr)
