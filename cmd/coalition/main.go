@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -24,7 +25,8 @@ Usage:
   coalition <command> [flags]
 
 Commands:
-  demo            run a small coalition's day through the ledger and print the trial balance
+  demo            a coalition of five partners and 3,000 members, a day of traffic, the night's
+                  settlement and its report, the trial balance (--members, --earns, --seed)
   serve           serve the HTTP API (--addr, env COALITION_ADDR; default 127.0.0.1:8080)
   migrate         apply the database migrations
   keys create     make an API key: --role operator|auditor|partner [--partner P]; prints the secret
@@ -107,8 +109,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		})
 
 	case "demo":
+		members := fs.Int("members", 3000, "members to enrol")
+		earns := fs.Int("earns", 12000, "earns in the day's traffic (redemptions, holds and returns follow)")
+		seed := fs.Uint64("seed", 1, "seed of the traffic's random choices")
+		reports := fs.String("reports", filepath.Join(os.TempDir(), "coalition-demo"), "folder for the settlement report files")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
 		return withDB("coalition_demo", true, func(db *database.DB) error {
-			return demo.Run(ctx, ledger.New(db.Pool), stdout, time.Now())
+			m := newMeter(stderr, "the day's traffic")
+			defer m.Done()
+			return demo.Run(ctx, db.Pool, stdout, demo.Options{Members: *members, Earns: *earns, Seed: *seed,
+				ReportDir: *reports, Progress: m.Update})
 		})
 
 	case "verify":
