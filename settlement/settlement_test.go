@@ -2,6 +2,7 @@ package settlement
 
 import (
 	"fmt"
+	"reflect"
 	"sort"
 	"testing"
 
@@ -406,4 +407,62 @@ func TestPositionsMatchMatrix(t *testing.T) {
 			rt.Fatalf("positions sum to %s", sum)
 		}
 	})
+}
+
+// Five partners in two cycles and a chord: the cycles net away, the chord and the fees
+// are what is paid. Fees come from earns and an earn reversal at each earn's own rate.
+func TestSettleFivePartnersWithCycles(t *testing.T) {
+	t.Parallel()
+	earn := func(id, p, points string, kind ledger.EntryKind) ledger.Posted {
+		return ledger.Posted{ID: id, Kind: kind, Partner: p, Postings: []ledger.Posting{
+			pts(ledger.PartnerAccount(p, "issued"), points), pts("member:m1", d(points).Neg().String())}}
+	}
+	type item struct {
+		e   ledger.Posted
+		fee string
+	}
+	items := []item{
+		{redemption("r1", "b", map[string]string{"a": "10.00"}), "0"}, // a owes b
+		{redemption("r2", "c", map[string]string{"b": "10.00"}), "0"},
+		{redemption("r3", "d", map[string]string{"c": "10.00"}), "0"},
+		{redemption("r4", "e", map[string]string{"d": "10.00"}), "0"},
+		{redemption("r5", "a", map[string]string{"e": "10.00"}), "0"}, // the first cycle closes
+		{redemption("r6", "c", map[string]string{"a": "4.00"}), "0"},
+		{redemption("r7", "e", map[string]string{"c": "4.00"}), "0"},
+		{redemption("r8", "a", map[string]string{"e": "4.00"}), "0"}, // the second
+		{redemption("r9", "b", map[string]string{"d": "3.00"}), "0"}, // the chord: d owes b
+		{earn("e1", "a", "1000", ledger.EntryEarn), "0.002"},         // 2.00
+		{earn("e2", "e", "333", ledger.EntryEarn), "0.003"},          // 0.999
+		{earn("e3", "e", "-100", ledger.EntryEarnReversal), "0.003"}, // −0.300 → e 0.699 → 0.70
+		{earn("e4", "b", "5", ledger.EntryEarn), "0.001"},            // 0.005 → 0.01, half-up
+	}
+	tally := NewTally()
+	for _, it := range items {
+		if err := tally.Add(&it.e, d(it.fee)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	day, _ := ParseDay("2026-06-10")
+	out := Settle(tally, Window{Day: day, Cutoff: 13}, nil, Scales{Currency: "EUR", Money: 2})
+	got := renderInstructions(out.Instructions)
+	want := []string{"a pay_operator 2.00", "b paid_by_operator 2.99", "d pay_operator 3.00", "e pay_operator 0.70"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("instructions %v, want %v", got, want)
+	}
+	tt := out.Report.Totals
+	if tt.Received != "5.70" || tt.Paid != "2.99" || tt.Fees != "2.71" || tt.Net != "2.71" || tt.Awards != "0.00" || tt.Instructions != 4 {
+		t.Fatalf("totals %+v", tt)
+	}
+	// No pair owes both ways, so netting pairs removes nothing; netting through the
+	// operator leaves only the chord.
+	if len(out.Report.Gross) != 8 || !reflect.DeepEqual(out.Report.Gross, out.Report.Bilateral) {
+		t.Fatalf("gross %+v, bilateral %+v: want the same 8 pairs", out.Report.Gross, out.Report.Bilateral)
+	}
+	positions := map[string]string{}
+	for _, p := range out.Report.Partners {
+		positions[p.Partner] = p.Position
+	}
+	if want := map[string]string{"a": "0.00", "b": "-3.00", "c": "0.00", "d": "3.00", "e": "0.00"}; !reflect.DeepEqual(positions, want) {
+		t.Fatalf("positions %v, want %v", positions, want)
+	}
 }
