@@ -379,8 +379,15 @@ func (h *hledgerWriter) header(x *ExportHeader) error {
 	return nil
 }
 
-// sampleAmount is the amount a commodity directive declares its format with: 1000 at scale.
-func sampleAmount(scale int32) string { return decimal.NewFromInt(1000).StringFixed(scale) }
+// sampleAmount is the amount a commodity directive declares its format with: 1000 at
+// scale, always with its decimal point ("1000." at scale 0), which hledger requires.
+func sampleAmount(scale int32) string {
+	s := decimal.NewFromInt(1000).StringFixed(scale)
+	if scale == 0 {
+		s += "."
+	}
+	return s
+}
 
 func (h *hledgerWriter) checkpoint(cp *Checkpoint) error {
 	_, err := fmt.Fprintf(h.w, "; checkpoint %d: position %d hash %s signed %s (%s) key %s signature %s\n",
