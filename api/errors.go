@@ -43,6 +43,7 @@ var codeStatus = map[ledger.Code]int{
 	CodeInternal:                http.StatusInternalServerError,
 	CodeTimeout:                 http.StatusServiceUnavailable,
 	partners.CodeSettingsFrozen: http.StatusConflict,
+	CodeCheckpointKeyMissing:    http.StatusServiceUnavailable, // api/audit.go
 }
 
 // classStatus is the status of each class of domain error.

@@ -210,8 +210,8 @@ type exportWriter interface {
 	end(entries int64) error
 }
 
-// entryRecord returns the export line of an entry.
-func entryRecord(e *ledger.Posted) *EntryRecord {
+// NewEntryRecord returns the export line of an entry (the journal route answers the same).
+func NewEntryRecord(e *ledger.Posted) *EntryRecord {
 	meta := e.Metadata
 	if len(meta) == 0 {
 		meta = json.RawMessage(`{}`)
@@ -250,7 +250,7 @@ func (j *jsonlWriter) header(h *ExportHeader) error { return j.write(h) }
 func (j *jsonlWriter) checkpoint(cp *Checkpoint) error {
 	return j.write(CheckpointRecord{Type: "checkpoint", Checkpoint: *cp})
 }
-func (j *jsonlWriter) entry(e *ledger.Posted) error { return j.write(entryRecord(e)) }
+func (j *jsonlWriter) entry(e *ledger.Posted) error { return j.write(NewEntryRecord(e)) }
 func (j *jsonlWriter) balance(b ledger.AccountBalance) error {
 	return j.write(BalanceRecord{Type: "balance", Account: b.Account, Unit: b.Unit, Balance: b.Balance})
 }

@@ -31,22 +31,9 @@ const auditUsage = `  export          the journal: --format jsonl|csv|hledger [-
 
 // auditCommand runs the auditor's commands: export, checkpoint, checkpoint-key, verify,
 // report, audit-log.
-func auditCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []string, dataDir *string,
+func auditCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []string,
 	withDB func(string, bool, func(*database.DB) error) error, stdout, stderr io.Writer) error {
-	keyPath := fs.String("checkpoint-key", "", "the checkpoint signing key (env "+audit.KeyFileEnv+"; default: checkpoint.key beside the embedded data folder)")
-	resolveKey := func() (string, error) {
-		if *keyPath != "" {
-			return *keyPath, nil
-		}
-		dir := *dataDir
-		if dir == "" {
-			var err error
-			if dir, err = pgcluster.DefaultDataDir(); err != nil {
-				return "", err
-			}
-		}
-		return audit.DefaultKeyPath(dir), nil
-	}
+	resolveKey := checkpointKeyFlag(fs)
 	progress := progressTo(stderr)
 
 	switch cmd {
@@ -231,6 +218,29 @@ func auditCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []stri
 	return usageError{fmt.Sprintf("unknown command %q", cmd)}
 }
 
+// checkpointKeyFlag defines --checkpoint-key on fs and returns what resolves it once fs
+// is parsed: the flag, else $COALITION_CHECKPOINT_KEY, else checkpoint.key beside the
+// embedded data folder (--data-dir, $COALITION_DATA or pgcluster's default).
+func checkpointKeyFlag(fs *flag.FlagSet) func() (string, error) {
+	keyPath := fs.String("checkpoint-key", "", "the checkpoint signing key (env "+audit.KeyFileEnv+"; default: checkpoint.key beside the embedded data folder)")
+	return func() (string, error) {
+		if *keyPath != "" {
+			return *keyPath, nil
+		}
+		dir := ""
+		if f := fs.Lookup("data-dir"); f != nil {
+			dir = f.Value.String()
+		}
+		if dir == "" {
+			var err error
+			if dir, err = pgcluster.DefaultDataDir(); err != nil {
+				return "", err
+			}
+		}
+		return audit.DefaultKeyPath(dir), nil
+	}
+}
+
 // reportVerification prints the outcome of verify and returns an error when it failed.
 func reportVerification(stdout io.Writer, v *audit.Verification, asJSON bool, took time.Duration) error {
 	if asJSON {
@@ -287,6 +297,16 @@ func completeness(complete bool) string {
 		return "the whole journal, with the stored balances"
 	}
 	return "a part of the journal, without balances"
+}
+
+// recordCLI records an operator action made from the command line in the audit log. The
+// action has committed already (partners.Store owns its transaction): a failure here says
+// so, and the action stands.
+func recordCLI(ctx context.Context, db *database.DB, action string, details any) error {
+	if err := audit.Record(ctx, db.Pool, cliActor(), action, details); err != nil {
+		return fmt.Errorf("the action succeeded but the audit log did not record it: %w", err)
+	}
+	return nil
 }
 
 // cliActor names who runs a command, for the audit log.

@@ -109,7 +109,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	// The auditor's commands: cmd/coalition/audit.go.
 	case "export", "checkpoint", "checkpoint-key", "verify", "report", "audit-log":
-		return auditCommand(ctx, cmd, fs, args, dataDir, withDB, stdout, stderr)
+		return auditCommand(ctx, cmd, fs, args, withDB, stdout, stderr)
 
 	case "keys", "partners", "contracts", "expire", "serve":
 		return operatorCommand(ctx, cmd, fs, args, withDB, stdout, progress)
