@@ -247,13 +247,17 @@ func (s *Server) journal(c echo.Context) error {
 		return writeError(c, err)
 	}
 	page := journalPage{Entries: []*audit.EntryRecord{}, Next: after, Head: head.Position}
+	units, err := s.cfg.Ledger.Units(ctx)
+	if err != nil {
+		return writeError(c, err)
+	}
 	if after < head.Position {
 		entries, err := s.cfg.Ledger.Journal(ctx, after, min(limit, int(head.Position-after)))
 		if err != nil {
 			return writeError(c, err)
 		}
 		for i := range entries {
-			page.Entries = append(page.Entries, audit.NewEntryRecord(&entries[i]))
+			page.Entries = append(page.Entries, audit.NewEntryRecord(&entries[i], units))
 			page.Next = entries[i].Position
 		}
 	}

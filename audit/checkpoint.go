@@ -30,6 +30,52 @@ type Checkpoint struct {
 	Signature string    `json:"signature"`
 }
 
+// CheckpointRecord is a checkpoint as JSON: a line of a JSON-lines export (type
+// "checkpoint") and, without type, the API's answer. signed_at is exactly as signed (UTC,
+// six decimals), so that an auditor rebuilds the signed bytes from the JSON alone.
+type CheckpointRecord struct {
+	Type      string `json:"type,omitempty"`
+	ID        int64  `json:"id"`
+	Position  int64  `json:"position"`
+	Hash      string `json:"hash"`
+	SignedAt  string `json:"signed_at"`
+	Reason    string `json:"reason"`
+	PublicKey string `json:"public_key"`
+	Signature string `json:"signature"`
+}
+
+// Record returns the checkpoint as JSON of the given type ("" for the API).
+func (c Checkpoint) Record(typ string) CheckpointRecord {
+	return CheckpointRecord{Type: typ, ID: c.ID, Position: c.Position, Hash: c.Hash, SignedAt: c.SignedAt.UTC().Format(ledger.TimeFormat),
+		Reason: c.Reason, PublicKey: c.PublicKey, Signature: c.Signature}
+}
+
+// Checkpoint returns the checkpoint the record holds.
+func (r CheckpointRecord) Checkpoint() (Checkpoint, error) {
+	t, err := time.Parse(time.RFC3339Nano, r.SignedAt)
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("checkpoint %d: signed_at: %w", r.ID, err)
+	}
+	return Checkpoint{ID: r.ID, Position: r.Position, Hash: r.Hash, SignedAt: t.UTC(), Reason: r.Reason, PublicKey: r.PublicKey, Signature: r.Signature}, nil
+}
+
+// MarshalJSON writes the checkpoint as its CheckpointRecord.
+func (c Checkpoint) MarshalJSON() ([]byte, error) { return json.Marshal(c.Record("")) }
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (c *Checkpoint) UnmarshalJSON(raw []byte) error {
+	var r CheckpointRecord
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return err
+	}
+	cp, err := r.Checkpoint()
+	if err != nil {
+		return err
+	}
+	*c = cp
+	return nil
+}
+
 // checkpointPayload is what a checkpoint's signature covers, as RFC 8785 JSON.
 type checkpointPayload struct {
 	Type     string `json:"type"`

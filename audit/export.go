@@ -50,30 +50,45 @@ type ExportHeader struct {
 	ExportedAt  time.Time `json:"exported_at"`
 }
 
-// CheckpointRecord is a checkpoint line of a JSON-lines export.
-type CheckpointRecord struct {
-	Type string `json:"type"` // "checkpoint"
-	Checkpoint
+// EntryRecord is an entry line of a JSON-lines export (and an entry of the journal
+// route): every field of the hashed form, in the hashed form's own spelling — times in UTC
+// with six decimals, amounts at their unit's scale, hashes in hex — so that the entry's
+// hash is SHA-256 of the RFC 8785 JSON of the record without type and hash.
+type EntryRecord struct {
+	Type         string           `json:"type"` // "entry"
+	Position     int64            `json:"position"`
+	ID           string           `json:"id"`
+	Kind         ledger.EntryKind `json:"kind"`
+	Partner      string           `json:"partner"`
+	Member       string           `json:"member"`
+	Reference    string           `json:"reference"`
+	BusinessTime string           `json:"business_time"`
+	RecordedAt   string           `json:"recorded_at"`
+	Metadata     json.RawMessage  `json:"metadata"`
+	Reverses     string           `json:"reverses"`
+	Postings     []PostingRecord  `json:"postings"`
+	Movements    []MovementRecord `json:"lot_movements"`
+	PrevHash     string           `json:"prev_hash"`
+	Hash         string           `json:"hash"`
 }
 
-// EntryRecord is an entry line of a JSON-lines export: every field of the hashed form,
-// hashes in hex.
-type EntryRecord struct {
-	Type         string            `json:"type"` // "entry"
-	Position     int64             `json:"position"`
-	ID           string            `json:"id"`
-	Kind         ledger.EntryKind  `json:"kind"`
-	Partner      string            `json:"partner"`
-	Member       string            `json:"member"`
-	Reference    string            `json:"reference"`
-	BusinessTime time.Time         `json:"business_time"`
-	RecordedAt   time.Time         `json:"recorded_at"`
-	Metadata     json.RawMessage   `json:"metadata"`
-	Reverses     string            `json:"reverses"`
-	Postings     []ledger.Posting  `json:"postings"`
-	Movements    []ledger.Movement `json:"lot_movements"`
-	PrevHash     string            `json:"prev_hash"`
-	Hash         string            `json:"hash"`
+// PostingRecord is a posting of an EntryRecord; the amount is signed, debit positive.
+type PostingRecord struct {
+	Account string `json:"account"`
+	Unit    string `json:"unit"`
+	Amount  string `json:"amount"`
+}
+
+// MovementRecord is a lot movement of an EntryRecord; expires_at is "" but on the
+// movement that creates a lot with an expiry.
+type MovementRecord struct {
+	Lot       string `json:"lot"`
+	Issuer    string `json:"issuer"`
+	Points    string `json:"points"`
+	Consumer  string `json:"consumer"`
+	Reason    string `json:"reason"`
+	Rate      string `json:"rate"`
+	ExpiresAt string `json:"expires_at"`
 }
 
 // BalanceRecord is an account's stored balance, after the entries of a complete export.
@@ -147,7 +162,7 @@ func Export(ctx context.Context, pool *pgxpool.Pool, w io.Writer, o ExportOption
 	bw := bufio.NewWriterSize(w, 256<<10)
 	switch o.Format {
 	case FormatJSONL:
-		out = &jsonlWriter{enc: json.NewEncoder(bw)}
+		out = &jsonlWriter{enc: json.NewEncoder(bw), units: snap.units}
 	case FormatCSV:
 		out = &csvWriter{w: csv.NewWriter(bw), units: snap.units}
 	case FormatHledger:
@@ -211,46 +226,92 @@ type exportWriter interface {
 }
 
 // NewEntryRecord returns the export line of an entry (the journal route answers the same).
-func NewEntryRecord(e *ledger.Posted) *EntryRecord {
+func NewEntryRecord(e *ledger.Posted, u ledger.Units) *EntryRecord {
 	meta := e.Metadata
 	if len(meta) == 0 {
 		meta = json.RawMessage(`{}`)
 	}
-	return &EntryRecord{Type: "entry", Position: e.Position, ID: e.ID, Kind: e.Kind, Partner: e.Partner, Member: e.Member,
-		Reference: e.Reference, BusinessTime: e.BusinessTime.UTC(), RecordedAt: e.RecordedAt.UTC(), Metadata: meta,
-		Reverses: e.Reverses, Postings: e.Postings, Movements: e.Movements,
+	r := &EntryRecord{Type: "entry", Position: e.Position, ID: e.ID, Kind: e.Kind, Partner: e.Partner, Member: e.Member,
+		Reference: e.Reference, BusinessTime: e.BusinessTime.UTC().Format(ledger.TimeFormat), RecordedAt: e.RecordedAt.UTC().Format(ledger.TimeFormat),
+		Metadata: meta, Reverses: e.Reverses, Postings: make([]PostingRecord, len(e.Postings)), Movements: make([]MovementRecord, len(e.Movements)),
 		PrevHash: hex.EncodeToString(e.PrevHash), Hash: hex.EncodeToString(e.Hash)}
+	for i, p := range e.Postings {
+		r.Postings[i] = PostingRecord{Account: p.Account, Unit: p.Unit, Amount: formatUnit(u, p.Unit, p.Amount)}
+	}
+	for i, m := range e.Movements {
+		r.Movements[i] = MovementRecord{Lot: m.Lot, Issuer: m.Issuer, Points: m.Points.StringFixed(u.PointsScale), Consumer: m.Consumer,
+			Reason: m.Reason, Rate: m.Rate.String()}
+		if m.ExpiresAt != nil {
+			r.Movements[i].ExpiresAt = m.ExpiresAt.UTC().Format(ledger.TimeFormat)
+		}
+	}
+	return r
 }
 
 // posted returns the entry an export line describes.
 func (r *EntryRecord) posted() (*ledger.Posted, error) {
+	fail := func(field string, err error) (*ledger.Posted, error) {
+		return nil, fmt.Errorf("entry %d: %s: %w", r.Position, field, err)
+	}
 	prev, err := hex.DecodeString(r.PrevHash)
 	if err != nil {
-		return nil, fmt.Errorf("entry %d: prev_hash: %w", r.Position, err)
+		return fail("prev_hash", err)
 	}
 	hash, err := hex.DecodeString(r.Hash)
 	if err != nil {
-		return nil, fmt.Errorf("entry %d: hash: %w", r.Position, err)
+		return fail("hash", err)
+	}
+	bt, err := time.Parse(time.RFC3339Nano, r.BusinessTime)
+	if err != nil {
+		return fail("business_time", err)
+	}
+	rt, err := time.Parse(time.RFC3339Nano, r.RecordedAt)
+	if err != nil {
+		return fail("recorded_at", err)
 	}
 	e := &ledger.Posted{ID: r.ID, Position: r.Position, Kind: r.Kind, Partner: r.Partner, Member: r.Member, Reference: r.Reference,
-		BusinessTime: r.BusinessTime.UTC(), RecordedAt: r.RecordedAt.UTC(), Metadata: r.Metadata, Reverses: r.Reverses,
-		Postings: r.Postings, Movements: r.Movements, PrevHash: prev, Hash: hash}
-	for i := range e.Movements {
-		if t := e.Movements[i].ExpiresAt; t != nil {
-			u := t.UTC()
-			e.Movements[i].ExpiresAt = &u
+		BusinessTime: bt.UTC(), RecordedAt: rt.UTC(), Metadata: r.Metadata, Reverses: r.Reverses,
+		Postings: make([]ledger.Posting, len(r.Postings)), Movements: make([]ledger.Movement, len(r.Movements)), PrevHash: prev, Hash: hash}
+	for i, p := range r.Postings {
+		amount, err := decimal.NewFromString(p.Amount)
+		if err != nil {
+			return fail("posting amount", err)
 		}
+		e.Postings[i] = ledger.Posting{Account: p.Account, Unit: p.Unit, Amount: amount}
+	}
+	for i, m := range r.Movements {
+		points, err := decimal.NewFromString(m.Points)
+		if err != nil {
+			return fail("movement points", err)
+		}
+		rate, err := decimal.NewFromString(m.Rate)
+		if err != nil {
+			return fail("movement rate", err)
+		}
+		mv := ledger.Movement{Lot: m.Lot, Issuer: m.Issuer, Points: points, Consumer: m.Consumer, Reason: m.Reason, Rate: rate}
+		if m.ExpiresAt != "" {
+			t, err := time.Parse(time.RFC3339Nano, m.ExpiresAt)
+			if err != nil {
+				return fail("movement expires_at", err)
+			}
+			t = t.UTC()
+			mv.ExpiresAt = &t
+		}
+		e.Movements[i] = mv
 	}
 	return e, nil
 }
 
-type jsonlWriter struct{ enc *json.Encoder }
+type jsonlWriter struct {
+	enc   *json.Encoder
+	units ledger.Units
+}
 
 func (j *jsonlWriter) header(h *ExportHeader) error { return j.write(h) }
 func (j *jsonlWriter) checkpoint(cp *Checkpoint) error {
-	return j.write(CheckpointRecord{Type: "checkpoint", Checkpoint: *cp})
+	return j.write(cp.Record("checkpoint"))
 }
-func (j *jsonlWriter) entry(e *ledger.Posted) error { return j.write(NewEntryRecord(e)) }
+func (j *jsonlWriter) entry(e *ledger.Posted) error { return j.write(NewEntryRecord(e, j.units)) }
 func (j *jsonlWriter) balance(b ledger.AccountBalance) error {
 	return j.write(BalanceRecord{Type: "balance", Account: b.Account, Unit: b.Unit, Balance: b.Balance})
 }

@@ -99,11 +99,15 @@ func VerifyExport(r io.Reader, o VerifyOptions) (*Verification, error) {
 			pending = true
 			break
 		}
-		var cp CheckpointRecord
-		if err := lr.decode(&cp); err != nil {
+		var rec CheckpointRecord
+		if err := lr.decode(&rec); err != nil {
 			return nil, err
 		}
-		src.checkpoints = append(src.checkpoints, cp.Checkpoint)
+		cp, err := rec.Checkpoint()
+		if err != nil {
+			return nil, fmt.Errorf("export line %d: %w", lr.line, err)
+		}
+		src.checkpoints = append(src.checkpoints, cp)
 	}
 	var end *EndRecord
 	advance := func() error {
