@@ -146,12 +146,24 @@ func NewCheckpointer(pool *pgxpool.Pool, key ed25519.PrivateKey, now func() time
 }
 
 // PublicKey returns the public key that verifies this checkpointer's signatures.
-func (c *Checkpointer) PublicKey() ed25519.PublicKey { return c.key.Public().(ed25519.PublicKey) }
+func (c *Checkpointer) PublicKey() ed25519.PublicKey {
+	if c == nil || len(c.key) != ed25519.PrivateKeySize {
+		return nil
+	}
+	return c.key.Public().(ed25519.PublicKey)
+}
+
+// ErrNoKey is returned by a nil Checkpointer, or one without a key: the process was
+// started without the checkpoint signing key.
+var ErrNoKey = errors.New("checkpoint: no signing key (see docs/AUDIT.md, \"The checkpoint key\")")
 
 // Checkpoint signs the journal's head as committed now (its position and hash) with the
 // reason ("settlement 2026-11-22", "on demand") and stores the checkpoint, in its own
 // transaction. Settlement calls it after each run has committed.
 func (c *Checkpointer) Checkpoint(ctx context.Context, reason string) (*Checkpoint, error) {
+	if c == nil || len(c.key) != ed25519.PrivateKeySize {
+		return nil, ErrNoKey
+	}
 	var cp *Checkpoint
 	err := pg.InTx(ctx, c.pool, func(tx pgx.Tx) error {
 		var err error
@@ -164,6 +176,9 @@ func (c *Checkpointer) Checkpoint(ctx context.Context, reason string) (*Checkpoi
 // CheckpointTx is Checkpoint inside the caller's transaction: it signs the head that tx
 // sees (its own entries included) and stores the checkpoint in tx.
 func (c *Checkpointer) CheckpointTx(ctx context.Context, tx pgx.Tx, reason string) (*Checkpoint, error) {
+	if c == nil || len(c.key) != ed25519.PrivateKeySize {
+		return nil, ErrNoKey
+	}
 	if reason == "" || len(reason) > MaxReasonLength {
 		return nil, ledger.Errorf(ledger.CodeInvalid, "a checkpoint's reason must be 1 to %d bytes", MaxReasonLength)
 	}
