@@ -272,9 +272,18 @@ type checkpointList struct {
 	Checkpoints []audit.Checkpoint `json:"checkpoints"`
 }
 
-// listCheckpoints answers every checkpoint, oldest first.
+// listCheckpoints answers the checkpoints after an id (after), oldest first, at most
+// audit.MaxCheckpoints.
 func (s *Server) listCheckpoints(c echo.Context) error {
-	cps, err := audit.Checkpoints(c.Request().Context(), s.cfg.Ledger.Pool(), 0, audit.MaxCheckpoints)
+	var after int64
+	if v := c.QueryParam("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "after must be a checkpoint id, a whole number ≥ 0"))
+		}
+		after = n
+	}
+	cps, err := audit.Checkpoints(c.Request().Context(), s.cfg.Ledger.Pool(), after, audit.MaxCheckpoints)
 	if err != nil {
 		return writeError(c, err)
 	}

@@ -206,14 +206,14 @@ func (c *Checkpointer) CheckpointTx(ctx context.Context, tx pgx.Tx, reason strin
 // MaxCheckpoints bounds one read of the checkpoints.
 const MaxCheckpoints = 10000
 
-// Checkpoints returns up to limit checkpoints with an id after after, in id order (which is
-// also position order: the head only moves forward).
+// Checkpoints returns up to limit checkpoints with an id after after, in id order (the
+// order they were signed in; verify sorts them by position).
 func Checkpoints(ctx context.Context, q Querier, after int64, limit int) ([]Checkpoint, error) {
 	if limit <= 0 || limit > MaxCheckpoints {
 		limit = MaxCheckpoints
 	}
 	rows, err := q.Query(ctx, `SELECT id, position, hash, signed_at, reason, public_key, signature
-		FROM checkpoints WHERE id > $1 ORDER BY position, id LIMIT $2`, after, limit)
+		FROM checkpoints WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoints: %w", err)
 	}

@@ -135,10 +135,16 @@ func (r *Reports) TrialBalance(ctx context.Context, position int64, partner stri
 	if position <= 0 || position > snap.head.Position {
 		position = snap.head.Position
 	}
-	rows, err := snap.tx.Query(ctx, `
-		SELECT a.name, a.unit, COALESCE(sum(p.amount), 0)
+	// At the head the stored balances are the figures (verify holds them to their
+	// postings); before it, the postings up to the position are summed.
+	query := `SELECT a.name, a.unit, COALESCE(sum(p.amount), 0)
 		  FROM accounts a JOIN postings p ON p.account = a.name AND p.position <= $1
-		 GROUP BY a.name, a.unit ORDER BY a.name COLLATE "C"`, position)
+		 GROUP BY a.name, a.unit ORDER BY a.name COLLATE "C"`
+	if position == snap.head.Position {
+		query = `SELECT name, unit, balance FROM accounts WHERE $1::bigint >= 0 AND EXISTS (SELECT 1 FROM postings p WHERE p.account = accounts.name)
+		 ORDER BY name COLLATE "C"`
+	}
+	rows, err := snap.tx.Query(ctx, query, position)
 	if err != nil {
 		return nil, fmt.Errorf("trial balance: %w", err)
 	}
