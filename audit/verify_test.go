@@ -99,6 +99,11 @@ func TestTamperingFailsAtItsPosition(t *testing.T) {
 			position: 4, reason: "does not match its hash"},
 		{name: "metadata byte", sql: []string{`UPDATE entries SET metadata = jsonb_set(metadata, '{tampered}', '1') WHERE position = 2`},
 			position: 2, reason: "does not match its hash"},
+		{name: "metadata character", sql: []string{`UPDATE entries SET metadata = replace(metadata::text, '"USD"', '"USE"')::jsonb WHERE position = 5`},
+			position: 5, reason: "does not match its hash"},
+		{name: "swapped postings", sql: []string{
+			`UPDATE postings SET seq = 100 WHERE position = 4 AND seq = 0`, `UPDATE postings SET seq = 0 WHERE position = 4 AND seq = 1`,
+			`UPDATE postings SET seq = 1 WHERE position = 4 AND seq = 100`}, position: 4, reason: "does not match its hash"},
 		{name: "lot movement", sql: []string{`UPDATE lot_movements SET points = points - 1 WHERE position = 4 AND seq = 0`},
 			position: 4, reason: "does not match its hash"},
 		{name: "deleted posting", sql: []string{`DELETE FROM postings WHERE position = 3 AND seq = 1`},
