@@ -15,8 +15,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/coalitionledger/coalition/audit"
 	"github.com/coalitionledger/coalition/internal/database"
+	"github.com/coalitionledger/coalition/internal/pg"
 	"github.com/coalitionledger/coalition/internal/pgcluster"
 )
 
@@ -119,11 +122,16 @@ func auditCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []stri
 			if created {
 				fmt.Fprintf(stderr, "made the checkpoint key %s (public key %s)\n", path, audit.PublicKeyPath(path))
 			}
-			cp, err := audit.NewCheckpointer(db.Pool, key, time.Now).Checkpoint(ctx, *reason)
+			// The checkpoint and its audit record commit together.
+			var cp *audit.Checkpoint
+			err = pg.InTx(ctx, db.Pool, func(tx pgx.Tx) error {
+				var err error
+				if cp, err = audit.NewCheckpointer(db.Pool, key, time.Now).CheckpointTx(ctx, tx, *reason); err != nil {
+					return err
+				}
+				return audit.Record(ctx, tx, cliActor(), audit.ActionCheckpointSigned, cp)
+			})
 			if err != nil {
-				return err
-			}
-			if err := audit.Record(ctx, db.Pool, cliActor(), audit.ActionCheckpointSigned, cp); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "checkpoint %d: position %d, hash %s, signed %s\n", cp.ID, cp.Position, cp.Hash, cp.SignedAt.Format(time.RFC3339Nano))

@@ -45,12 +45,13 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string,
 	defer logger.Sync() //nolint:errcheck // stderr may be closed at exit
 	return withDB("", false, func(db *database.DB) error {
 		l := ledger.New(db.Pool)
+		checkpointer := audit.NewCheckpointer(db.Pool, key, time.Now) // signs on demand (and after settlement runs)
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		srv := api.New(api.Config{
 			Store: partners.NewStore(db.Pool), Keys: partners.NewKeys(db.Pool), Ledger: l,
 			Logger: logger, Registry: reg, Now: time.Now,
-			Checkpointer: audit.NewCheckpointer(db.Pool, key, time.Now),
+			Checkpointer: checkpointer,
 		})
 		jobs := scheduler.New(ctx, l, logger, time.Now)
 		jobs.Start()
