@@ -29,8 +29,8 @@ const (
 
 // ExportFormatName and ExportVersion identify the JSON-lines export in its header.
 const (
-	ExportFormatName = "coalition-journal"
-	ExportVersion    = 1
+	ExportFormatName = "coalition-journal" // the header's format
+	ExportVersion    = 1                   // the header's version
 )
 
 // ExportHeader is the first line of a JSON-lines export.

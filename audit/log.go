@@ -24,22 +24,22 @@ type Querier interface {
 
 // The actions the audit log records. Callers may record others that match actionPattern.
 const (
-	ActionPartnerCreated       = "partner.created"
-	ActionPartnerStatusChanged = "partner.status_changed"
-	ActionContractAdded        = "contract.added"
-	ActionKeyCreated           = "key.created"
-	ActionKeyRevoked           = "key.revoked"
-	ActionCoalitionChanged     = "coalition.changed"
-	ActionCheckpointSigned     = "checkpoint.signed"
-	ActionSettlementRun        = "settlement.run"
-	ActionInstructionConfirmed = "settlement.instruction_confirmed"
+	ActionPartnerCreated       = "partner.created"                  // a partner is added
+	ActionPartnerStatusChanged = "partner.status_changed"           // a partner is suspended or reactivated
+	ActionContractAdded        = "contract.added"                   // a contract version is added
+	ActionKeyCreated           = "key.created"                      // an API key is made (never its secret)
+	ActionKeyRevoked           = "key.revoked"                      // an API key is revoked
+	ActionCoalitionChanged     = "coalition.changed"                // the coalition's settings are replaced
+	ActionCheckpointSigned     = "checkpoint.signed"                // a checkpoint is signed on demand
+	ActionSettlementRun        = "settlement.run"                   // a settlement run commits (recorded by settlement)
+	ActionInstructionConfirmed = "settlement.instruction_confirmed" // a payment instruction is confirmed (recorded by settlement)
 )
 
 // Limits of one audit record.
 const (
-	MaxActorLength   = 200
-	MaxDetailsBytes  = 16 << 10
-	MaxAuditLogPage  = 1000
+	MaxActorLength   = 200      // bytes of an actor
+	MaxDetailsBytes  = 16 << 10 // bytes of an event's details as JSON
+	MaxAuditLogPage  = 1000     // events in one read of the log
 	defaultAuditPage = 100
 )
 

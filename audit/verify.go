@@ -26,6 +26,7 @@ type Failure struct {
 	Reason     string `json:"reason"`
 }
 
+// Error says where verification fails and why.
 func (f *Failure) Error() string {
 	if f.Account != "" {
 		return fmt.Sprintf("verification fails at account %s (journal verified to position %d): %s", f.Account, f.Position, f.Reason)
