@@ -48,6 +48,7 @@ var codeStatus = map[ledger.Code]int{
 	settlement.CodeDayNotOver:           http.StatusConflict,
 	settlement.CodePreviousDayUnsettled: http.StatusConflict,
 	settlement.CodeBeforeFirstRun:       http.StatusConflict,
+	CodeCheckpointKeyMissing:            http.StatusServiceUnavailable, // api/audit.go
 }
 
 // classStatus is the status of each class of domain error.

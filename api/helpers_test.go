@@ -49,7 +49,8 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	pool := pgtest.Pool(t)
 	core, logs := observer.New(zap.DebugLevel)
 	e := &env{t: t, pool: pool, store: partners.NewStore(pool), keys: partners.NewKeys(pool), ledger: ledger.New(pool), logs: logs}
-	cfg := Config{Store: e.store, Keys: e.keys, Ledger: e.ledger, Logger: zap.New(core), Registry: prometheus.NewRegistry()}
+	cfg := Config{Store: e.store, Keys: e.keys, Ledger: e.ledger, Logger: zap.New(core), Registry: prometheus.NewRegistry(),
+		Checkpointer: testCheckpointer(t, pool)} // audit_test.go
 	for _, o := range opts {
 		o(&cfg)
 	}

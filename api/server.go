@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/coalitionledger/coalition/audit"
 	"github.com/coalitionledger/coalition/ledger"
 	"github.com/coalitionledger/coalition/partners"
 	"github.com/coalitionledger/coalition/settlement"
@@ -46,6 +47,10 @@ type Config struct {
 	MaxBody  int64                // bytes; 0: DefaultMaxBody
 	// RequestTimeout is the deadline of each request's work; 0: DefaultRequestTimeout.
 	RequestTimeout time.Duration
+
+	// Checkpointer signs checkpoints for POST /v1/checkpoints (api/audit.go); nil: that
+	// route answers 503 checkpoint_key_missing.
+	Checkpointer *audit.Checkpointer
 }
 
 // Server is the HTTP API.
@@ -108,6 +113,7 @@ func New(cfg Config) *Server {
 	// Outermost first: the request id is set before anything can fail; observe answers
 	// errors and logs and counts every request, panics included.
 	e.Use(requestID, s.observe, recoverPanic, s.limitRequest, s.authenticate)
+	e.Use(s.auditTrail) // api/audit_trail.go: operator actions into the audit log
 	s.registerRoutes()
 	s.routes, s.protected = map[string]bool{}, map[string]bool{}
 	for _, r := range e.Routes() {
@@ -150,6 +156,9 @@ func (s *Server) registerRoutes() {
 	g.GET("/contracts", s.listContracts) // the operator, an auditor, or the partner itself
 	s.registerPartnerRoutes(g)
 	s.registerSettlementRoutes(v1, g, operator, reader)
+
+	// The auditor's routes: api/audit.go.
+	s.registerAuditRoutes(v1)
 }
 
 // Handler returns the API as an http.Handler (the echo instance).

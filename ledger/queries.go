@@ -389,6 +389,12 @@ type Chain struct {
 // NewChain returns a chain check that starts at the genesis of the journal.
 func NewChain(u Units) *Chain { return &Chain{units: u, prev: GenesisHash} }
 
+// ResumeChain returns a chain check that continues after the entry at position, whose
+// hash is prev: for an export that starts past the first entry.
+func ResumeChain(u Units, position int64, prev []byte) *Chain {
+	return &Chain{units: u, last: position, prev: prev}
+}
+
 // Check checks the next entry of the chain and returns a *ChainBreak at the first fault.
 func (c *Chain) Check(e *Posted) error {
 	fail := func(format string, args ...any) error {

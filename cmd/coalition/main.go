@@ -12,7 +12,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
-	"time"
 
 	"github.com/coalitionledger/coalition/internal/database"
 	"github.com/coalitionledger/coalition/internal/demo"
@@ -37,9 +36,8 @@ Commands:
   settle          settle a business day: --date D [--format table|json|csv] [--out FILE];
                   --check --date D re-derives it from the journal; --due settles every day
                   that is over; --confirm PARTNER --date D records that its money moved
-  verify          check the journal's hash chain and every balance against its postings
   trial-balance   print the trial balance (--position N for an earlier one)
-  help            show this help
+` + auditUsage + `  help            show this help
 
 Every command reads DATABASE_URL from the environment. Without it, the commands use the
 embedded default: a private PostgreSQL cluster started from the server installed on this
@@ -123,10 +121,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				ReportDir: *reports, Progress: m.Update})
 		})
 
-	case "verify":
-		return withDB("", false, func(db *database.DB) error {
-			return verify(ctx, ledger.New(db.Pool), stdout, progress)
-		})
+	// The auditor's commands: cmd/coalition/audit.go.
+	case "export", "checkpoint", "checkpoint-key", "verify", "report", "audit-log":
+		return auditCommand(ctx, cmd, fs, args, withDB, stdout, stderr)
 
 	case "settle":
 		return settle(ctx, fs, args, withDB, stdout, stderr)
@@ -153,30 +150,4 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprint(stderr, usage)
 	return usageError{fmt.Sprintf("unknown command %q", cmd)}
-}
-
-// verify checks the hash chain and every balance, showing progress on stderr.
-func verify(ctx context.Context, l *ledger.Ledger, stdout io.Writer, progress func(string, ...any)) error {
-	head, err := l.Head(ctx)
-	if err != nil {
-		return err
-	}
-	start := time.Now()
-	err = l.VerifyChain(ctx, func(pos int64) { progress("verified %d of %d entries", pos, head.Position) })
-	if err != nil {
-		return err
-	}
-	mismatch, err := l.CheckBalances(ctx)
-	if err != nil {
-		return err
-	}
-	for _, m := range mismatch {
-		fmt.Fprintf(stdout, "account %s: stored balance %s, sum of postings %s\n", m.Account, m.Stored, m.Postings)
-	}
-	if len(mismatch) > 0 {
-		return fmt.Errorf("%d accounts differ from their postings", len(mismatch))
-	}
-	fmt.Fprintf(stdout, "journal verified: %d entries, hash chain intact, every balance equals its postings (%s)\n",
-		head.Position, time.Since(start).Round(time.Millisecond))
-	return nil
 }

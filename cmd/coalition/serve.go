@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/coalitionledger/coalition/api"
+	"github.com/coalitionledger/coalition/audit"
 	"github.com/coalitionledger/coalition/internal/database"
 	"github.com/coalitionledger/coalition/internal/scheduler"
 	"github.com/coalitionledger/coalition/ledger"
@@ -22,8 +23,21 @@ import (
 func serve(ctx context.Context, fs *flag.FlagSet, args []string,
 	withDB func(string, bool, func(*database.DB) error) error, progress func(string, ...any)) error {
 	addr := fs.String("addr", envOr("COALITION_ADDR", "127.0.0.1:8080"), "HOST:PORT to listen on (env COALITION_ADDR)")
+	keyPath := checkpointKeyFlag(fs) // audit.go
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	// The checkpoint signing key, made on first start: POST /v1/checkpoints signs with it.
+	path, err := keyPath()
+	if err != nil {
+		return err
+	}
+	key, created, err := audit.LoadOrCreateKey(path)
+	if err != nil {
+		return err
+	}
+	if created {
+		progress("made the checkpoint signing key %s (public key %s)", path, audit.PublicKeyPath(path))
 	}
 	logger, err := zap.NewProduction()
 	if err != nil {
@@ -32,12 +46,14 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string,
 	defer logger.Sync() //nolint:errcheck // stderr may be closed at exit
 	return withDB("", false, func(db *database.DB) error {
 		l := ledger.New(db.Pool)
+		checkpointer := audit.NewCheckpointer(db.Pool, key, time.Now) // signs on demand (and after settlement runs)
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		store := partners.NewStore(db.Pool)
 		srv := api.New(api.Config{
 			Store: store, Keys: partners.NewKeys(db.Pool), Ledger: l,
 			Logger: logger, Registry: reg, Now: time.Now,
+			Checkpointer: checkpointer,
 		})
 		jobs := scheduler.New(ctx, l, logger, time.Now).WithSettlement(ctx, settlement.NewRuns(l, store, time.Now), store)
 		jobs.Start()

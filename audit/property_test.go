@@ -1,0 +1,178 @@
+package audit_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+	"pgregory.net/rapid"
+
+	"github.com/coalitionledger/coalition/audit"
+	"github.com/coalitionledger/coalition/internal/pg"
+	"github.com/coalitionledger/coalition/internal/pgtest"
+	"github.com/coalitionledger/coalition/ledger"
+	"github.com/coalitionledger/coalition/partners"
+)
+
+// Over random traffic of every kind, the liability roll-forward holds: per issuer and in
+// total, opening + issued + redeemed + expired + reversals = closing; the closing equals
+// the members' remaining lots of that issuer; a period's closing is the next period's
+// opening; and the total outstanding less the members' debts is what the member accounts
+// owe (the trial balance's members group).
+func TestRollForwardIdentity(t *testing.T) {
+	t.Parallel()
+	ids := []string{"fuelco", "electro", "grocer"}
+	rapid.Check(t, func(rt *rapid.T) {
+		ctx := context.Background()
+		pool, err := pg.Connect(ctx, pgtest.URL(t), 4)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		defer pool.Close()
+		f := newFixtureOn(rt, pool)
+		cards := []string{"1", "2", "3"}
+		var earns, redemptions, holds []string
+		steps := rapid.IntRange(3, 25).Draw(rt, "steps")
+		for i := 0; i < steps; i++ {
+			f.now = f.now.Add(time.Duration(rapid.IntRange(0, 96).Draw(rt, "hours")) * time.Hour)
+			p := rapid.SampledFrom(ids).Draw(rt, "partner")
+			m := partners.MemberRef{Card: rapid.SampledFrom(cards).Draw(rt, "card")}
+			var err error
+			switch rapid.IntRange(0, 7).Draw(rt, "op") {
+			case 0, 1, 2:
+				var e *partners.EarnResult
+				e, err = f.svc.Earn(ctx, f.req(p), partners.EarnInput{Member: m,
+					Purchase: partners.Purchase{Amount: decimal.NewFromInt(rapid.Int64Range(1, 500).Draw(rt, "amount")), Currency: "USD"}})
+				if err == nil && e.Entry != nil {
+					earns = append(earns, e.Entry.ID)
+				}
+			case 3:
+				var r *partners.RedeemResult
+				r, err = f.svc.Redeem(ctx, f.req(p), partners.RedeemInput{Member: m, Points: decimal.NewFromInt(rapid.Int64Range(1, 300).Draw(rt, "points")),
+					PurchaseAmount: ptr(dec("100000"))})
+				if err == nil {
+					redemptions = append(redemptions, r.Entry.ID)
+				}
+			case 4:
+				var h *partners.HoldResult
+				h, err = f.svc.Hold(ctx, f.req(p), partners.HoldInput{Member: m, Points: decimal.NewFromInt(rapid.Int64Range(1, 100).Draw(rt, "points")),
+					PurchaseAmount: ptr(dec("100000"))})
+				if err == nil {
+					holds = append(holds, h.Hold.ID)
+				}
+			case 5:
+				if len(holds) == 0 {
+					continue
+				}
+				h, herr := f.l.Hold(ctx, rapid.SampledFrom(holds).Draw(rt, "hold"))
+				if herr != nil {
+					rt.Fatal(herr)
+				}
+				if rapid.Bool().Draw(rt, "capture") {
+					_, err = f.svc.Capture(ctx, f.req(h.Partner), h.ID, decimal.Zero)
+				} else {
+					_, err = f.svc.Void(ctx, f.req(h.Partner), h.ID)
+				}
+			case 6:
+				if len(earns) == 0 {
+					continue
+				}
+				orig, oerr := f.l.Entry(ctx, rapid.SampledFrom(earns).Draw(rt, "earn"))
+				if oerr != nil {
+					rt.Fatal(oerr)
+				}
+				_, err = f.svc.Reverse(ctx, f.req(orig.Partner), partners.ReverseInput{Entry: orig.ID,
+					Amount: decimal.NewFromInt(rapid.Int64Range(0, 500).Draw(rt, "returned"))})
+			case 7:
+				if len(redemptions) == 0 {
+					continue
+				}
+				orig, oerr := f.l.Entry(ctx, rapid.SampledFrom(redemptions).Draw(rt, "redemption"))
+				if oerr != nil {
+					rt.Fatal(oerr)
+				}
+				_, err = f.svc.Reverse(ctx, f.req(orig.Partner), partners.ReverseInput{Entry: orig.ID,
+					Points: decimal.NewFromInt(rapid.Int64Range(0, 50).Draw(rt, "restored"))})
+			}
+			if _, ok := err.(*ledger.Error); err != nil && !ok {
+				rt.Fatalf("step %d: %v", i, err)
+			}
+			if rapid.IntRange(0, 3).Draw(rt, "expire") == 0 {
+				f.expire()
+			}
+		}
+		checkRollForward(rt, f)
+	})
+}
+
+func checkRollForward(rt *rapid.T, f *fixture) {
+	ctx := context.Background()
+	r := audit.NewReports(f.pool)
+	whole, err := r.RollForward(ctx, 0, 0)
+	if err != nil {
+		rt.Fatal(err)
+	}
+	n := func(s string) decimal.Decimal { return dec(s) }
+	for _, l := range append(whole.Issuers, whole.Total) {
+		sum := n(l.Opening).Add(n(l.Issued)).Add(n(l.Redeemed)).Add(n(l.Expired)).Add(n(l.Reversals))
+		if !sum.Equal(n(l.Closing)) || !n(l.Closing).Equal(n(l.LotsRemaining)) || !n(l.Opening).IsZero() {
+			rt.Fatalf("%s: %+v: lines sum to %s", l.Issuer, l, sum)
+		}
+	}
+	// Split the journal anywhere: the first part's closing is the second's opening.
+	head := whole.To
+	if head >= 2 {
+		k := rapid.Int64Range(1, head-1).Draw(rt, "split")
+		first, err := r.RollForward(ctx, 1, k)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		second, err := r.RollForward(ctx, k+1, 0)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		if first.Total.Closing != second.Total.Opening || second.Total.Closing != whole.Total.Closing {
+			rt.Fatalf("split at %d: first closes at %s, second opens at %s and closes at %s (whole %s)",
+				k, first.Total.Closing, second.Total.Opening, second.Total.Closing, whole.Total.Closing)
+		}
+		for _, l := range first.Issuers {
+			for _, m := range second.Issuers {
+				if l.Issuer == m.Issuer && l.Closing != m.Opening {
+					rt.Fatalf("split at %d: %s closes at %s and opens at %s", k, l.Issuer, l.Closing, m.Opening)
+				}
+			}
+		}
+	}
+	// The outstanding points less the members' debts are what the member accounts owe.
+	tb, err := r.TrialBalance(ctx, 0, "")
+	if err != nil {
+		rt.Fatal(err)
+	}
+	members := decimal.Zero
+	for _, g := range tb.Groups {
+		if g.Group == "members" {
+			members = n(g.Totals["PTS"])
+		}
+	}
+	var debts decimal.Decimal
+	if err := f.pool.QueryRow(ctx, `SELECT COALESCE(sum(outstanding), 0) FROM debts`).Scan(&debts); err != nil {
+		rt.Fatal(err)
+	}
+	if !n(whole.Total.Closing).Sub(debts).Equal(members.Neg()) {
+		rt.Fatalf("outstanding %s − debts %s ≠ member accounts %s", whole.Total.Closing, debts, members.Neg())
+	}
+	// Breakage is the net of the expired lines.
+	br, err := r.Breakage(ctx, 0, 0)
+	if err != nil {
+		rt.Fatal(err)
+	}
+	var expired, unexpired decimal.Decimal
+	if err := f.pool.QueryRow(ctx, `SELECT COALESCE(-sum(points) FILTER (WHERE reason = 'expire'), 0),
+		COALESCE(sum(points) FILTER (WHERE reason = 'unexpire'), 0) FROM lot_movements`).Scan(&expired, &unexpired); err != nil {
+		rt.Fatal(err)
+	}
+	if !n(br.Total.Expired).Equal(expired) || !n(br.Total.Unexpired).Equal(unexpired) {
+		rt.Fatalf("breakage %+v, movements expired %s unexpired %s", br.Total, expired, unexpired)
+	}
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/coalitionledger/coalition/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// The auditor's commands end to end: sign a checkpoint, export, verify the export with the
+// public key, report, and read the audit log.
+func TestAuditCommands(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	db := []string{"--database-url", pgtest.URL(t)}
+	key := filepath.Join(dir, "checkpoint.key")
+	run1 := func(args ...string) string {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		if err := run(ctx, args, &stdout, &stderr); err != nil {
+			t.Fatalf("coalition %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		}
+		return stdout.String()
+	}
+	// Flags before the positional arguments: after them, flag parsing has stopped.
+	run1(append(append([]string{"partners"}, db...), "create", "fuelco", "Fuel Co")...)
+	if out := run1(append([]string{"checkpoint", "--checkpoint-key", key, "--reason", "test"}, db...)...); !strings.Contains(out, "checkpoint 1: position 0") {
+		t.Fatalf("checkpoint: %s", out)
+	}
+	if out := run1(append([]string{"checkpoint-key", "--checkpoint-key", key}, db...)...); !strings.HasPrefix(out, "-----BEGIN PUBLIC KEY-----") {
+		t.Fatalf("checkpoint-key: %s", out)
+	}
+	export := filepath.Join(dir, "export.jsonl")
+	run1(append([]string{"export", "--format", "jsonl", "--output", export, "--checkpoint-key", key}, db...)...)
+	if out := run1("verify", "--file", export, "--public-key", key+".pub"); !strings.Contains(out, "journal verified from the export") ||
+		!strings.Contains(out, "signed by the trusted key") {
+		t.Fatalf("verify --file: %s", out)
+	}
+	if out := run1(append([]string{"verify", "--checkpoint-key", key}, db...)...); !strings.Contains(out, "journal verified from the database") {
+		t.Fatalf("verify: %s", out)
+	}
+	if out := run1(append([]string{"report", "roll-forward"}, db...)...); !strings.HasPrefix(out, "issuer,opening,issued,redeemed,expired,reversals,closing,lots_remaining,exposure\ntotal,0,") {
+		t.Fatalf("report roll-forward: %s", out)
+	}
+	out := run1(append([]string{"audit-log"}, db...)...)
+	if !strings.Contains(out, `"action":"partner.created"`) || !strings.Contains(out, `"action":"checkpoint.signed"`) {
+		t.Fatalf("audit-log: %s", out)
+	}
+	// Another key is not the trusted one.
+	other := filepath.Join(dir, "other.key")
+	run1(append([]string{"checkpoint-key", "--checkpoint-key", other}, db...)...)
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, []string{"verify", "--file", export, "--public-key", other + ".pub"}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "not by the trusted key") {
+		t.Fatalf("verify with another key: %v", err)
+	}
+}
