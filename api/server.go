@@ -101,7 +101,7 @@ func New(cfg Config) *Server {
 		log:     cfg.Logger,
 		echo:    echo.New(),
 		svc:     partners.NewService(cfg.Store, cfg.Ledger, cfg.Now),
-		runs:    settlement.NewRuns(cfg.Ledger, cfg.Store, cfg.Now),
+		runs:    settlement.NewRuns(cfg.Ledger, cfg.Store, cfg.Now).WithCheckpointer(cfg.Checkpointer),
 		metrics: newMetrics(cfg.Registry),
 	}
 	e := s.echo

@@ -27,12 +27,6 @@ type settlementJSON struct {
 	BusinessDate string `json:"business_date"`
 }
 
-// actor names who acted, for the runs and payments it records.
-func actor(c echo.Context) string {
-	p := principal(c)
-	return string(p.Role) + " key " + p.KeyID
-}
-
 // runSettlement settles a business day: 201 with the run when this call made it, 200
 // with the existing run when the day was settled already.
 func (s *Server) runSettlement(c echo.Context) error {
@@ -44,7 +38,7 @@ func (s *Server) runSettlement(c echo.Context) error {
 	if err != nil {
 		return writeError(c, err)
 	}
-	run, created, err := s.runs.Run(c.Request().Context(), day, actor(c), nil)
+	run, created, err := s.runs.Run(c.Request().Context(), day, actorOf(c), nil)
 	if err != nil {
 		return writeError(c, err)
 	}
@@ -138,7 +132,7 @@ func (s *Server) confirmInstruction(c echo.Context) error {
 	if err != nil {
 		return writeError(c, err)
 	}
-	pay, confirmed, err := s.runs.Confirm(c.Request().Context(), day, c.Param("partner"), actor(c))
+	pay, confirmed, err := s.runs.Confirm(c.Request().Context(), day, c.Param("partner"), actorOf(c))
 	if err != nil {
 		return writeError(c, err)
 	}

@@ -133,6 +133,41 @@ func (r *Runs) Check(ctx context.Context, day Day) (*Check, error) {
 	for _, k := range sortedKeys(written, netted) {
 		differ(k, written[k], netted[k])
 	}
+	// Each confirmation, as the instructions record it and as the journal posted it: the
+	// payment entry under the reference <day>/<partner>, through operator:bank.
+	rows, err = r.pool.Query(ctx, `SELECT partner_id, direction, amount, payment_entry FROM settlement_instructions
+		WHERE business_date = $1 AND payment_entry IS NOT NULL`, day.String())
+	if err != nil {
+		return nil, fmt.Errorf("check %s: %w", day, err)
+	}
+	recorded := map[string]string{}
+	var entry string
+	if _, err := pgx.ForEachRow(rows, []any{&partner, &dir, &amount, &entry}, func() error {
+		recorded["payment of "+partner] = entry + " " + dir + " " + amount.StringFixed(rc.scales.Money)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("check %s: %w", day, err)
+	}
+	rows, err = r.pool.Query(ctx, `SELECT e.id, e.reference, p.amount FROM entries e JOIN postings p ON p.position = e.position
+		WHERE e.partner_id = $1 AND e.kind = 'payment' AND e.reference LIKE $2 AND p.account = 'operator:bank'`,
+		ledger.OperatorIssuer, day.String()+"/%")
+	if err != nil {
+		return nil, fmt.Errorf("check %s: %w", day, err)
+	}
+	paid := map[string]string{}
+	if _, err := pgx.ForEachRow(rows, []any{&entry, &ref, &amount}, func() error {
+		d := PayOperator
+		if amount.IsNegative() {
+			d = PaidByOperator
+		}
+		paid["payment of "+strings.TrimPrefix(ref, day.String()+"/")] = entry + " " + string(d) + " " + amount.Abs().StringFixed(rc.scales.Money)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("check %s: %w", day, err)
+	}
+	for _, k := range sortedKeys(recorded, paid) {
+		differ(k, recorded[k], paid[k])
+	}
 	c.Matches = len(c.Differences) == 0
 	return c, nil
 }

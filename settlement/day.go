@@ -43,15 +43,24 @@ func (d Day) Equal(o Day) bool { return d.t.Equal(o.t) }
 // Before reports whether d comes before o.
 func (d Day) Before(o Day) bool { return d.t.Before(o.t) }
 
-// Start returns the first instant of the day in loc. On a day whose midnight a
-// daylight-saving change skips, that is the first instant the day has.
+// Start returns the first instant of the day in loc. Where a daylight-saving change
+// skips the day's midnight, time.Date may answer an instant of the day before; the day
+// then starts when that zone period ends.
 func (d Day) Start(loc *time.Location) time.Time {
 	y, m, dd := d.t.Date()
-	return time.Date(y, m, dd, 0, 0, 0, 0, loc)
+	t := time.Date(y, m, dd, 0, 0, 0, 0, loc)
+	if DayOf(t, loc).Before(d) {
+		_, end := t.ZoneBounds()
+		t = end
+	}
+	return t
 }
 
 // End returns the first instant after the day in loc: the next day's start.
 func (d Day) End(loc *time.Location) time.Time { return d.Next().Start(loc) }
+
+// Last returns the day's last microsecond in loc, the business time of what a run posts.
+func (d Day) Last(loc *time.Location) time.Time { return d.End(loc).Add(-time.Microsecond) }
 
 // MarshalText writes the day as YYYY-MM-DD.
 func (d Day) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
@@ -83,4 +92,19 @@ func (w Window) Settles(position int64, day Day) bool {
 		return false
 	}
 	return position > w.PreviousCutoff || day.Equal(w.Day)
+}
+
+// SettlesAt returns when the nightly run of the day is due: hour:minute of the next day
+// in loc, as time.Date makes it. A time that a daylight-saving change skips becomes an
+// instant in the hour that replaces it, so the night is never skipped; if that instant
+// falls back into the day itself (a skipped midnight), the run is due when the next day
+// starts.
+func (d Day) SettlesAt(hour, minute int, loc *time.Location) time.Time {
+	next := d.Next()
+	y, m, dd := next.t.Date()
+	at := time.Date(y, m, dd, hour, minute, 0, 0, loc)
+	if DayOf(at, loc).Before(next) {
+		return next.Start(loc)
+	}
+	return at
 }

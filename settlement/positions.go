@@ -66,19 +66,21 @@ func Positions(entries []ledger.Posted) (Exposure, error) {
 // settlement and payment are skipped: they are what a run posts, and fees enter netting
 // through Net's fees.
 //
-// The matrix is built per entry over its parties: partner:<p>:settlement is party p and
-// operator:awards is OperatorParty; other money accounts (operator:fees, operator:bank,
-// in_settlement) are not a bilateral counterparty and stay out of the matrix, though a
-// partner's settlement leg against them still counts in its position. Within an entry
-// each party's legs are summed first; a party with a net debit owes, one with a net
-// credit is owed. With one creditor (a consumption: issuers debited, the consumer
-// credited) every debtor owes it its amount; with one debtor (a redemption reversal: the
-// consumer debited, issuers credited) it owes every creditor its amount, the reverse
-// direction of the original consumption. Both are exact. Any other shape (several
-// debtors and several creditors, as only an adjustment could post) is matched in order
-// of party id, debtors against creditors, each pair taking the smaller of what is left
-// (the north-west corner rule): deterministic and exact in total, but an allocation
-// the journal does not state.
+// The matrix is built over the parties of each consumption: partner:<p>:settlement is
+// party p and operator:awards is OperatorParty; other money accounts (operator:fees,
+// operator:bank, in_settlement) are not a bilateral counterparty and stay out of the
+// matrix, though a partner's settlement leg against them still counts in its position.
+// The engine writes the legs of each consumption together, in posting order: those of
+// one sign (the issuers debited, or for a reversal the consumer debited), then those of
+// the other; an entry may hold several consumptions (a capture that also repays a debt),
+// so its legs are cut into such balanced groups, each matched on its own. Within a group
+// each party's legs are summed; with one creditor every debtor owes it its amount, with
+// one debtor it owes every creditor its amount: both exact. Legs that do not fall into
+// balanced groups, or a group with several debtors and several creditors (as only an
+// adjustment could post), are matched over the whole entry in order of party id,
+// debtors against creditors, each pair taking the smaller of what is left (the
+// north-west corner rule): deterministic and exact in total, but an allocation the
+// journal does not state.
 type Tally struct {
 	currency  string
 	positions map[string]decimal.Decimal
@@ -116,7 +118,7 @@ func (t *Tally) Add(e *ledger.Posted, feePerPoint decimal.Decimal) error {
 	}
 	t.entries++
 	charged := e.Kind == ledger.EntryEarn || e.Kind == ledger.EntryEarnReversal
-	parties := map[string]decimal.Decimal{}
+	var legs []leg
 	sum := decimal.Zero
 	for _, p := range e.Postings {
 		acct, perr := ledger.ParseAccount(p.Account)
@@ -153,19 +155,83 @@ func (t *Tally) Add(e *ledger.Posted, feePerPoint decimal.Decimal) error {
 			} else {
 				t.owed[acct.Partner] = t.owed[acct.Partner].Sub(p.Amount)
 			}
-			parties[acct.Partner] = parties[acct.Partner].Add(p.Amount)
+			legs = append(legs, leg{acct.Partner, p.Amount})
 		case ledger.KindOperatorAwards:
-			parties[OperatorParty] = parties[OperatorParty].Add(p.Amount)
+			legs = append(legs, leg{OperatorParty, p.Amount})
 		}
 	}
 	if !sum.IsZero() {
 		return fmt.Errorf("entry %s: money legs sum to %s, not zero", e.ID, sum)
 	}
-	for _, o := range match(parties) {
-		k := [2]string{o.Debtor, o.Creditor}
-		t.gross[k] = t.gross[k].Add(o.Amount)
+	for _, g := range consumptions(legs) {
+		for _, o := range match(g) {
+			k := [2]string{o.Debtor, o.Creditor}
+			t.gross[k] = t.gross[k].Add(o.Amount)
+		}
 	}
 	return nil
+}
+
+// leg is one money posting of a bilateral party.
+type leg struct {
+	party  string
+	amount decimal.Decimal
+}
+
+// consumptions cuts an entry's legs into the parties of each consumption: runs of legs
+// of one sign followed by legs of the other, each group balanced and with one debtor or
+// one creditor. If the legs do not cut that way, the whole entry is one group.
+func consumptions(legs []leg) []map[string]decimal.Decimal {
+	var groups [][]leg
+	var cur []leg
+	sign, flipped := 0, false
+	for _, l := range legs {
+		s := l.amount.Sign()
+		switch {
+		case s == 0:
+			continue
+		case len(cur) == 0:
+			sign, flipped = s, false
+		case s != sign:
+			flipped = true
+		case flipped: // the first sign again: the next consumption starts
+			groups, cur = append(groups, cur), nil
+			sign, flipped = s, false
+		}
+		cur = append(cur, l)
+	}
+	if len(cur) > 0 {
+		groups = append(groups, cur)
+	}
+	whole := map[string]decimal.Decimal{}
+	var out []map[string]decimal.Decimal
+	exact := true
+	for _, g := range groups {
+		parties := map[string]decimal.Decimal{}
+		total := decimal.Zero
+		for _, l := range g {
+			parties[l.party] = parties[l.party].Add(l.amount)
+			whole[l.party] = whole[l.party].Add(l.amount)
+			total = total.Add(l.amount)
+		}
+		var debtors, creditors int
+		for _, a := range parties {
+			switch a.Sign() {
+			case 1:
+				debtors++
+			case -1:
+				creditors++
+			}
+		}
+		if !total.IsZero() || (debtors > 1 && creditors > 1) {
+			exact = false
+		}
+		out = append(out, parties)
+	}
+	if !exact {
+		return []map[string]decimal.Decimal{whole}
+	}
+	return out
 }
 
 // Entries returns how many entries the tally counted (those of the kinds it skips not

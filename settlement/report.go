@@ -163,7 +163,7 @@ type runMeta struct {
 // <day>/<partner>, unique per kind forever, so that a day cannot be posted twice.
 func (o *Outcome) Entries(w Window, loc *time.Location) []ledger.Entry {
 	meta, _ := json.Marshal(runMeta{Settlement: w})
-	at := w.Day.End(loc).Add(-time.Microsecond)
+	at := w.Day.Last(loc)
 	entry := func(kind ledger.EntryKind, p string, postings ...ledger.Posting) ledger.Entry {
 		return ledger.Entry{Kind: kind, Partner: ledger.OperatorIssuer, Reference: w.Day.String() + "/" + p,
 			BusinessTime: at, Import: true, Metadata: meta, Postings: postings}

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
 
+	"github.com/coalitionledger/coalition/audit"
 	"github.com/coalitionledger/coalition/internal/pg"
 	"github.com/coalitionledger/coalition/ledger"
 	"github.com/coalitionledger/coalition/partners"
@@ -33,10 +34,11 @@ const runLock int64 = 0x5e771e
 
 // Runs makes, reads, checks and confirms the settlement runs of a coalition's database.
 type Runs struct {
-	pool   *pgxpool.Pool
-	ledger *ledger.Ledger
-	store  *partners.Store
-	now    func() time.Time
+	pool         *pgxpool.Pool
+	ledger       *ledger.Ledger
+	store        *partners.Store
+	now          func() time.Time
+	checkpointer *audit.Checkpointer
 }
 
 // NewRuns returns the runs over the ledger's database; now is the clock that says which
@@ -46,6 +48,13 @@ func NewRuns(l *ledger.Ledger, store *partners.Store, now func() time.Time) *Run
 		now = time.Now
 	}
 	return &Runs{pool: l.Pool(), ledger: l, store: store, now: now}
+}
+
+// WithCheckpointer makes every run sign a checkpoint of the journal's head, its own
+// entries included, in the run's transaction; nil (the default) signs none.
+func (r *Runs) WithCheckpointer(c *audit.Checkpointer) *Runs {
+	r.checkpointer = c
+	return r
 }
 
 // Run is a settlement run as users read it: the report it computed, who made it and
@@ -76,10 +85,11 @@ const (
 // Progress is told how many of a run's entries have been read, of total.
 type Progress func(done, total int64)
 
-// context is the coalition's settings a run needs.
+// runContext is the coalition's settings a run needs.
 type runContext struct {
-	loc    *time.Location
-	scales Scales
+	loc          *time.Location
+	scales       Scales
+	hour, minute int // settlement_time
 }
 
 func (r *Runs) settings(ctx context.Context) (runContext, error) {
@@ -95,7 +105,11 @@ func (r *Runs) settings(ctx context.Context) (runContext, error) {
 	if err != nil {
 		return runContext{}, err
 	}
-	return runContext{loc: loc, scales: Scales{Currency: c.Currency, Money: scale, Points: c.PointsScale}}, nil
+	h, m, err := partners.ParseClock(c.SettlementTime)
+	if err != nil {
+		return runContext{}, err
+	}
+	return runContext{loc: loc, scales: Scales{Currency: c.Currency, Money: scale, Points: c.PointsScale}, hour: h, minute: m}, nil
 }
 
 // Today returns the business date it is now in the coalition's time zone.
@@ -173,6 +187,18 @@ func (r *Runs) Run(ctx context.Context, day Day, actor string, progress Progress
 			SELECT $1, * FROM unnest($2::text[], $3::text[], $4::numeric[])`, day.String(), ps, dirs, amounts); err != nil {
 			return err
 		}
+		t := out.Report.Totals
+		if err := audit.Record(ctx, tx, actor, audit.ActionSettlementRun, map[string]any{
+			"business_date": day.String(), "previous_cutoff": w.PreviousCutoff, "cutoff": w.Cutoff, "entries": out.Report.Entries,
+			"instructions": t.Instructions, "received": t.Received, "paid": t.Paid, "fees": t.Fees, "currency": rc.scales.Currency,
+		}); err != nil {
+			return err
+		}
+		if r.checkpointer != nil {
+			if _, err := r.checkpointer.CheckpointTx(ctx, tx, "settlement "+day.String()); err != nil {
+				return fmt.Errorf("checkpoint: %w", err)
+			}
+		}
 		created = true
 		return nil
 	})
@@ -238,11 +264,14 @@ type queryer interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// runEntries selects a window's entries with their postings, in position order, with
-// the fee_per_point of the earn each earn or earn reversal concerns: $1 previous cut-off,
-// $2 cut-off, $3 the day's start, $4 its end. The kinds a run posts are left out; the
-// tally would skip them anyway. The two halves are Window.Settles: later than the
-// previous cut-off and not of a later day, or of the day itself.
+// runEntries selects the candidates of a window with their postings, in position order,
+// with the fee_per_point of the earn each earn or earn reversal concerns: $1 previous
+// cut-off, $2 cut-off, $3 and $4 bound business times a day wider than the run's day on
+// either side. The two halves are those of Window.Settles — later than the previous
+// cut-off and not of a later day, or of the day itself — by time; Window.Settles then
+// decides each entry by its business date, so that a time zone's odd days (a midnight
+// that a daylight-saving change skips or repeats) never make the query and the rule
+// disagree. The kinds a run posts are left out; the tally would skip them anyway.
 const runEntries = `
 WITH run AS (
     SELECT position, id, kind, business_time, metadata, reverses FROM entries
@@ -263,7 +292,7 @@ SELECT r.position, r.id, r.kind, r.business_time,
 
 // derive reads a window's entries from the database and computes the run's outcome.
 func derive(ctx context.Context, q queryer, w Window, rc runContext, progress Progress) (*Outcome, error) {
-	start, end := w.Day.Start(rc.loc), w.Day.End(rc.loc)
+	start, end := w.Day.Prev().Start(rc.loc), w.Day.Next().End(rc.loc)
 	var total int64
 	if progress != nil {
 		if err := q.QueryRow(ctx, `SELECT count(DISTINCT position) FROM (`+runEntries+`) s`, w.PreviousCutoff, w.Cutoff, start, end).Scan(&total); err != nil {
@@ -283,15 +312,16 @@ func derive(ctx context.Context, q queryer, w Window, rc runContext, progress Pr
 		if cur.ID == "" {
 			return nil
 		}
-		if d := DayOf(cur.BusinessTime, rc.loc); d.Before(w.Day) {
-			late[d]++
-		}
-		if !w.Settles(cur.Position, DayOf(cur.BusinessTime, rc.loc)) {
-			return fmt.Errorf("entry %d is outside the window of %s: the query and Window.Settles disagree", cur.Position, w.Day)
-		}
 		read++
 		if progress != nil && (read%1000 == 0 || read == total) {
 			progress(read, total)
+		}
+		d := DayOf(cur.BusinessTime, rc.loc)
+		if !w.Settles(cur.Position, d) {
+			return nil
+		}
+		if d.Before(w.Day) {
+			late[d]++
 		}
 		return t.Add(&cur, fee)
 	}
@@ -439,6 +469,12 @@ func (r *Runs) Confirm(ctx context.Context, day Day, partner, actor string) (*Pa
 			WHERE business_date = $1 AND partner_id = $2`, day.String(), partner, posted[0].RecordedAt, posted[0].ID); err != nil {
 			return err
 		}
+		if err := audit.Record(ctx, tx, actor, audit.ActionInstructionConfirmed, map[string]any{
+			"business_date": day.String(), "partner": partner, "direction": dir, "amount": amount.String(),
+			"currency": currency, "payment_entry": posted[0].ID,
+		}); err != nil {
+			return err
+		}
 		confirmed = true
 		return nil
 	})
@@ -464,14 +500,19 @@ func (r *Runs) Confirm(ctx context.Context, day Day, partner, actor string) (*Pa
 // Due returns the days that are over and not settled yet, in order: from the day after
 // the last run (or the journal's first business day) up to yesterday.
 func (r *Runs) Due(ctx context.Context) ([]Day, error) {
+	days, _, err := r.due(ctx)
+	return days, err
+}
+
+func (r *Runs) due(ctx context.Context) ([]Day, runContext, error) {
 	rc, err := r.settings(ctx)
 	if err != nil {
-		return nil, err
+		return nil, rc, err
 	}
 	var last, earliest *time.Time
 	if err := r.pool.QueryRow(ctx, `SELECT (SELECT max(business_date) FROM settlement_runs), (SELECT min(business_time) FROM entries)`).
 		Scan(&last, &earliest); err != nil {
-		return nil, fmt.Errorf("days to settle: %w", err)
+		return nil, rc, fmt.Errorf("days to settle: %w", err)
 	}
 	var next Day
 	switch {
@@ -480,25 +521,44 @@ func (r *Runs) Due(ctx context.Context) ([]Day, error) {
 	case earliest != nil:
 		next = DayOf(*earliest, rc.loc)
 	default:
-		return nil, nil // no business yet
+		return nil, rc, nil // no business yet
 	}
 	today := DayOf(r.now(), rc.loc)
 	var due []Day
 	for d := next; d.Before(today); d = d.Next() {
 		due = append(due, d)
 	}
-	return due, nil
+	return due, rc, nil
 }
 
-// SettleDue settles every due day in order and returns the runs it made; done, if not
-// nil, is told of each run as it commits.
+// SettleDue settles every day that is over and not settled yet, in order, and returns the
+// runs it made; done, if not nil, is told of each run as it commits.
 func (r *Runs) SettleDue(ctx context.Context, actor string, done func(*Run)) ([]*Run, error) {
-	due, err := r.Due(ctx)
+	due, _, err := r.due(ctx)
 	if err != nil {
 		return nil, err
 	}
+	return r.settle(ctx, due, actor, done)
+}
+
+// SettleScheduled is SettleDue for the days whose settlement time has come: the
+// coalition's settlement_time on the day after them (Day.SettlesAt).
+func (r *Runs) SettleScheduled(ctx context.Context, actor string, done func(*Run)) ([]*Run, error) {
+	due, rc, err := r.due(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := r.now()
+	n := 0
+	for n < len(due) && !due[n].SettlesAt(rc.hour, rc.minute, rc.loc).After(now) {
+		n++
+	}
+	return r.settle(ctx, due[:n], actor, done)
+}
+
+func (r *Runs) settle(ctx context.Context, days []Day, actor string, done func(*Run)) ([]*Run, error) {
 	var runs []*Run
-	for _, d := range due {
+	for _, d := range days {
 		run, created, err := r.Run(ctx, d, actor, nil)
 		if err != nil {
 			return runs, err
@@ -512,7 +572,6 @@ func (r *Runs) SettleDue(ctx context.Context, actor string, done func(*Run)) ([]
 	}
 	return runs, nil
 }
-
 // PartnerView is one partner's side of a run: its line, the gross and bilateral rows it
 // is a party to, and its instruction, if it has one.
 type PartnerView struct {

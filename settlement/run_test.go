@@ -463,3 +463,20 @@ func TestCheckFindsATamperedRun(t *testing.T) {
 		t.Fatalf("check %+v %v", c, err)
 	}
 }
+
+// The scheduler's tick settles a day once the coalition's settlement_time (02:00 Moscow
+// time) has come on the day after it; a start settles every day that is over at once.
+func TestSettleScheduledWaitsForTheSettlementTime(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	f.day(t)
+	f.setNow(day0.End(moscow).Add(time.Hour + 59*time.Minute))
+	if made, err := f.runs.SettleScheduled(ctx, "scheduler", nil); err != nil || len(made) != 0 {
+		t.Fatalf("at 01:59: %d runs, %v", len(made), err)
+	}
+	f.setNow(day0.End(moscow).Add(2 * time.Hour))
+	if made, err := f.runs.SettleScheduled(ctx, "scheduler", nil); err != nil || len(made) != 1 || made[0].BusinessDate != "2026-06-10" {
+		t.Fatalf("at 02:00: %+v, %v", made, err)
+	}
+}

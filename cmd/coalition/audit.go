@@ -37,7 +37,6 @@ const auditUsage = `  export          the journal: --format jsonl|csv|hledger [-
 func auditCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []string,
 	withDB func(string, bool, func(*database.DB) error) error, stdout, stderr io.Writer) error {
 	resolveKey := checkpointKeyFlag(fs)
-	progress := progressTo(stderr)
 
 	switch cmd {
 	case "export":
@@ -79,7 +78,7 @@ func auditCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []stri
 				w = f
 			}
 			sum, err := audit.Export(ctx, db.Pool, w, audit.ExportOptions{Format: *format, From: fromPos, To: toPos, PublicKey: pub,
-				Progress: func(pos, last int64) { progress(pos == last, "exported to position %d of %d", pos, last) }})
+				Progress: newMeter(stderr, "exported, positions").Update})
 			if err != nil {
 				return err
 			}
@@ -111,16 +110,9 @@ func auditCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []stri
 				}
 				return tw.Flush()
 			}
-			path, err := resolveKey()
+			key, _, err := signingKey(resolveKey, sayTo(stderr))
 			if err != nil {
 				return err
-			}
-			key, created, err := audit.LoadOrCreateKey(path)
-			if err != nil {
-				return err
-			}
-			if created {
-				fmt.Fprintf(stderr, "made the checkpoint key %s (public key %s)\n", path, audit.PublicKeyPath(path))
 			}
 			// The checkpoint and its audit record commit together.
 			var cp *audit.Checkpoint
@@ -142,16 +134,9 @@ func auditCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []stri
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		path, err := resolveKey()
+		key, path, err := signingKey(resolveKey, sayTo(stderr))
 		if err != nil {
 			return err
-		}
-		key, created, err := audit.LoadOrCreateKey(path)
-		if err != nil {
-			return err
-		}
-		if created {
-			fmt.Fprintf(stderr, "made the checkpoint key %s\n", path)
 		}
 		fmt.Fprintf(stderr, "signing key %s; public key %s:\n", path, audit.PublicKeyPath(path))
 		fmt.Fprint(stdout, audit.PublicKeyPEM(key.Public().(ed25519.PublicKey)))
@@ -179,7 +164,7 @@ func auditCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []stri
 				return err
 			}
 		}
-		opts := audit.VerifyOptions{PublicKey: pub, Progress: func(pos, last int64) { progress(pos == last, "verified to position %d of %d", pos, last) }}
+		opts := audit.VerifyOptions{PublicKey: pub, Progress: newMeter(stderr, "verified, positions").Update}
 		start := time.Now()
 		var v *audit.Verification
 		if *file != "" {
@@ -247,6 +232,28 @@ func checkpointKeyFlag(fs *flag.FlagSet) func() (string, error) {
 		}
 		return audit.DefaultKeyPath(dir), nil
 	}
+}
+
+// sayTo returns a printer of one line at a time on w.
+func sayTo(w io.Writer) func(format string, a ...any) {
+	return func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
+}
+
+// signingKey loads the checkpoint signing key that resolve names, making it (and saying
+// so on w) the first time, and returns it with its path.
+func signingKey(resolve func() (string, error), say func(format string, a ...any)) (ed25519.PrivateKey, string, error) {
+	path, err := resolve()
+	if err != nil {
+		return nil, "", err
+	}
+	key, created, err := audit.LoadOrCreateKey(path)
+	if err != nil {
+		return nil, "", err
+	}
+	if created {
+		say("made the checkpoint signing key %s (public key %s)", path, audit.PublicKeyPath(path))
+	}
+	return key, path, nil
 }
 
 // reportVerification prints the outcome of verify and returns an error when it failed.
@@ -326,26 +333,4 @@ func cliActor() string {
 		return "cli:" + name
 	}
 	return "cli:uid " + strconv.Itoa(os.Getuid())
-}
-
-// progressTo returns a progress printer on w that writes only when w is a terminal: at
-// most five times a second, on one line, which the last call (done) ends.
-func progressTo(w io.Writer) func(done bool, format string, a ...any) {
-	f, ok := w.(*os.File)
-	if !ok {
-		return func(bool, string, ...any) {}
-	}
-	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
-		return func(bool, string, ...any) {}
-	}
-	var last time.Time
-	return func(done bool, format string, a ...any) {
-		if now := time.Now(); done || now.Sub(last) >= 200*time.Millisecond {
-			last = now
-			fmt.Fprintf(f, "\r"+format+"\033[K", a...)
-			if done {
-				fmt.Fprintln(f)
-			}
-		}
-	}
 }

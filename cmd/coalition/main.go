@@ -10,9 +10,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"time"
 	"path/filepath"
 	"syscall"
 
+	"github.com/coalitionledger/coalition/audit"
 	"github.com/coalitionledger/coalition/internal/database"
 	"github.com/coalitionledger/coalition/internal/demo"
 	"github.com/coalitionledger/coalition/ledger"
@@ -111,14 +113,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		earns := fs.Int("earns", 12000, "earns in the day's traffic (redemptions, holds and returns follow)")
 		seed := fs.Uint64("seed", 1, "seed of the traffic's random choices")
 		reports := fs.String("reports", filepath.Join(os.TempDir(), "coalition-demo"), "folder for the settlement report files")
+		keyPath := checkpointKeyFlag(fs)
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
 		return withDB("coalition_demo", true, func(db *database.DB) error {
-			m := newMeter(stderr, "the day's traffic")
+			key, _, err := signingKey(keyPath, sayTo(stderr))
+			if err != nil {
+				return err
+			}
+			m := newMeter(stderr, "the day's traffic, operations")
 			defer m.Done()
 			return demo.Run(ctx, db.Pool, stdout, demo.Options{Members: *members, Earns: *earns, Seed: *seed,
-				ReportDir: *reports, Progress: m.Update})
+				ReportDir: *reports, Progress: m.Update, Checkpointer: audit.NewCheckpointer(db.Pool, key, time.Now)})
 		})
 
 	// The auditor's commands: cmd/coalition/audit.go.

@@ -31,7 +31,7 @@ func newMeter(w io.Writer, what string) *meter {
 	return &meter{w: w, what: what, on: on}
 }
 
-// Update shows done of total (total 0: unknown).
+// Update shows done of total (total 0: unknown); reaching the total ends the line.
 func (m *meter) Update(done, total int64) {
 	if !m.on {
 		return
@@ -43,10 +43,14 @@ func (m *meter) Update(done, total int64) {
 	}
 	m.last, m.drawn = time.Now(), true
 	if total > 0 {
-		fmt.Fprintf(m.w, "\r%s: %d of %d (%d%%)", m.what, done, total, done*100/total)
-		return
+		fmt.Fprintf(m.w, "\r%s: %d of %d (%d%%)\033[K", m.what, done, total, done*100/total)
+	} else {
+		fmt.Fprintf(m.w, "\r%s: %d\033[K", m.what, done)
 	}
-	fmt.Fprintf(m.w, "\r%s: %d", m.what, done)
+	if total > 0 && done >= total {
+		fmt.Fprintln(m.w)
+		m.drawn = false
+	}
 }
 
 // Done ends the meter's line.

@@ -27,17 +27,11 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string,
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	// The checkpoint signing key, made on first start: POST /v1/checkpoints signs with it.
-	path, err := keyPath()
+	// The checkpoint signing key, made on first start: POST /v1/checkpoints and every
+	// settlement run sign with it.
+	key, _, err := signingKey(keyPath, progress)
 	if err != nil {
 		return err
-	}
-	key, created, err := audit.LoadOrCreateKey(path)
-	if err != nil {
-		return err
-	}
-	if created {
-		progress("made the checkpoint signing key %s (public key %s)", path, audit.PublicKeyPath(path))
 	}
 	logger, err := zap.NewProduction()
 	if err != nil {
@@ -55,7 +49,7 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string,
 			Logger: logger, Registry: reg, Now: time.Now,
 			Checkpointer: checkpointer,
 		})
-		jobs := scheduler.New(ctx, l, logger, time.Now).WithSettlement(ctx, settlement.NewRuns(l, store, time.Now), store)
+		jobs := scheduler.New(ctx, l, logger, time.Now).WithSettlement(ctx, settlement.NewRuns(l, store, time.Now).WithCheckpointer(checkpointer), store)
 		jobs.Start()
 		defer jobs.Stop()
 		progress("serving the API on http://%s (Ctrl-C stops)", *addr)

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
+	"github.com/coalitionledger/coalition/audit"
 	"github.com/coalitionledger/coalition/internal/database"
 	"github.com/coalitionledger/coalition/ledger"
 	"github.com/coalitionledger/coalition/partners"
@@ -28,6 +30,7 @@ func settle(ctx context.Context, fs *flag.FlagSet, args []string,
 	confirm := fs.String("confirm", "", "confirm that the money of PARTNER's instruction of --date moved")
 	format := fs.String("format", "table", "how to print the report: table, json or csv")
 	out := fs.String("out", "", "write the report to this file instead of standard output")
+	keyPath := checkpointKeyFlag(fs) // a run signs a checkpoint of the journal's head
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -48,6 +51,13 @@ func settle(ctx context.Context, fs *flag.FlagSet, args []string,
 	return withDB("", false, func(db *database.DB) error {
 		l := ledger.New(db.Pool)
 		runs := settlement.NewRuns(l, partners.NewStore(db.Pool), nil)
+		if !*check && *confirm == "" {
+			key, _, err := signingKey(keyPath, sayTo(stderr))
+			if err != nil {
+				return err
+			}
+			runs.WithCheckpointer(audit.NewCheckpointer(db.Pool, key, time.Now))
+		}
 		switch {
 		case *due:
 			made, err := runs.SettleDue(ctx, "command line", func(r *settlement.Run) {

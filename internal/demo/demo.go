@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
 
+	"github.com/coalitionledger/coalition/audit"
 	"github.com/coalitionledger/coalition/ledger"
 	"github.com/coalitionledger/coalition/partners"
 	"github.com/coalitionledger/coalition/settlement"
@@ -36,6 +37,8 @@ type Options struct {
 	Now       time.Time // the wall clock (time.Now())
 	// Progress, if not nil, is told how many of the day's operations are done, of total.
 	Progress func(done, total int64)
+	// Checkpointer, if not nil, signs a checkpoint of the journal at the settlement run.
+	Checkpointer *audit.Checkpointer
 }
 
 func (o *Options) defaults() {
@@ -176,7 +179,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, w io.Writer, opts Options) err
 	l := ledger.New(pool, ledger.WithClock(clock.Now))
 	svc := partners.NewService(store, l, clock.Now)
 	svc.PhoneRegion = "RU"
-	runs := settlement.NewRuns(l, store, clock.Now)
+	runs := settlement.NewRuns(l, store, clock.Now).WithCheckpointer(opts.Checkpointer)
 
 	c := partners.DefaultCoalition()
 	c.Currency, c.PointValue, c.TimeZone, c.SettlementTime = "RUB", d("0.10"), "Europe/Moscow", "02:00"
@@ -255,6 +258,16 @@ func Run(ctx context.Context, pool *pgxpool.Pool, w io.Writer, opts Options) err
 		return fmt.Errorf("the run of %s does not re-derive from the journal: %+v", day, check.Differences)
 	}
 	fmt.Fprintf(w, "Check: the run re-derived from the journal alone, %d figures, all equal.\n", check.Figures)
+	if opts.Checkpointer != nil {
+		cps, err := audit.Checkpoints(ctx, pool, 0, 10)
+		if err != nil {
+			return err
+		}
+		for _, cp := range cps {
+			fmt.Fprintf(w, "Checkpoint %d (%s) signs position %d, head hash %s…, with the operator's ed25519 key.\n",
+				cp.ID, cp.Reason, cp.Position, cp.Hash[:16])
+		}
+	}
 
 	tb, err := l.TrialBalance(ctx, 0)
 	if err != nil {

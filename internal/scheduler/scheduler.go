@@ -26,7 +26,8 @@ type Scheduler struct {
 	mu          sync.Mutex
 	settleSpec  string
 	settleEntry cron.EntryID
-	settle      func()
+	settle      func() // the scheduled settlement
+	catchUp     func() // settles every day that is over; run by Start
 }
 
 // Job is one periodic task: it returns how many things it did.
@@ -46,47 +47,83 @@ func New(ctx context.Context, l *ledger.Ledger, log *zap.Logger, now func() time
 }
 
 // WithSettlement adds the nightly settlement: at the coalition's settlement_time in its
-// time zone it settles every day that is over and not settled yet, in order. Start also
-// runs it once, so that a server that was down at night (or crashed mid-run) catches up.
-// A change of settlement_time or time_zone is picked up within five minutes.
+// time zone (Nightly) it settles every day whose settlement time has passed and that is
+// not settled yet, in order. A tick every quarter hour does the same, so that a night
+// whose run failed (the database away at 02:00, a run past its deadline) is settled
+// within minutes of the cause going away; and Start settles every day that is over, so
+// that a server that was down at night, or crashed mid-run, catches up. A change of
+// settlement_time or time_zone is picked up within five minutes.
 func (s *Scheduler) WithSettlement(ctx context.Context, runs *settlement.Runs, store *partners.Store) *Scheduler {
-	job := s.wrap(ctx, "settlement", func(ctx context.Context, _ time.Time) (int, error) {
-		made, err := runs.SettleDue(ctx, "scheduler", func(r *settlement.Run) {
-			s.log.Info("settled", zap.String("business_date", r.BusinessDate), zap.Int("entries", r.Entries),
-				zap.Int64("cutoff", r.Cutoff), zap.Int("instructions", r.Totals.Instructions),
-				zap.String("received", r.Totals.Received), zap.String("paid", r.Totals.Paid), zap.String("fees", r.Totals.Fees))
-		})
-		return len(made), err
-	}, time.Now)
-	// One token for both ways of starting it: the nightly entry and the start-up catch-up.
+	logRun := func(r *settlement.Run) {
+		s.log.Info("settled", zap.String("business_date", r.BusinessDate), zap.Int("entries", r.Entries),
+			zap.Int64("cutoff", r.Cutoff), zap.Int("instructions", r.Totals.Instructions),
+			zap.String("received", r.Totals.Received), zap.String("paid", r.Totals.Paid), zap.String("fees", r.Totals.Fees))
+	}
+	// One token for every way of starting a settlement: they never overlap.
 	var running sync.Mutex
-	s.settle = func() {
-		if !running.TryLock() {
-			return
+	guarded := func(job func()) func() {
+		return func() {
+			if !running.TryLock() {
+				return
+			}
+			defer running.Unlock()
+			job()
 		}
-		defer running.Unlock()
-		job()
+	}
+	scheduled := guarded(s.wrap(ctx, "settlement", func(ctx context.Context, _ time.Time) (int, error) {
+		made, err := runs.SettleScheduled(ctx, "scheduler", logRun)
+		return len(made), err
+	}, time.Now))
+	s.settle = scheduled
+	s.catchUp = guarded(s.wrap(ctx, "settlement-catch-up", func(ctx context.Context, _ time.Time) (int, error) {
+		made, err := runs.SettleDue(ctx, "scheduler", logRun)
+		return len(made), err
+	}, time.Now))
+	if _, err := s.cron.AddFunc("@every 15m", scheduled); err != nil {
+		panic("scheduler: " + err.Error()) // a programming error
 	}
 	s.Add(ctx, "@every 5m", "settlement-schedule", time.Now, func(ctx context.Context, _ time.Time) (int, error) {
 		return 0, s.scheduleSettlement(ctx, store)
 	})
 	if err := s.scheduleSettlement(ctx, store); err != nil {
-		s.log.Error("settlement not scheduled", zap.Error(err))
+		s.log.Error("settlement not scheduled yet", zap.Error(err))
 	}
 	return s
 }
 
-// SettlementSpec returns the cron spec of the nightly settlement for the coalition's
+// Nightly is the settlement's schedule for robfig/cron: every night at a local time of
+// day in a zone. Unlike a cron spec, whose missing hour is skipped, it fires on a
+// daylight-saving night too: a time the change skips fires at the instant time.Date
+// makes of it (02:30 becomes 03:30), and a repeated time fires once.
+type Nightly struct {
+	Hour, Minute int
+	Loc          *time.Location
+}
+
+// Next returns the first settlement time after t.
+func (n Nightly) Next(t time.Time) time.Time {
+	for d := settlement.DayOf(t, n.Loc).Prev().Prev(); ; d = d.Next() {
+		if at := d.SettlesAt(n.Hour, n.Minute, n.Loc); at.After(t) {
+			return at
+		}
+	}
+}
+
+// String names the schedule in the logs.
+func (n Nightly) String() string { return fmt.Sprintf("%02d:%02d %s", n.Hour, n.Minute, n.Loc) }
+
+// SettlementSchedule returns the nightly settlement's schedule for the coalition's
 // settings.
-func SettlementSpec(c partners.Coalition) (string, error) {
+func SettlementSchedule(c partners.Coalition) (Nightly, error) {
 	h, m, err := partners.ParseClock(c.SettlementTime)
 	if err != nil {
-		return "", err
+		return Nightly{}, err
 	}
-	if _, err := c.Location(); err != nil {
-		return "", err
+	loc, err := c.Location()
+	if err != nil {
+		return Nightly{}, err
 	}
-	return fmt.Sprintf("CRON_TZ=%s %d %d * * *", c.TimeZone, m, h), nil
+	return Nightly{Hour: h, Minute: m, Loc: loc}, nil
 }
 
 // scheduleSettlement (re)schedules the nightly settlement when the settings changed.
@@ -95,24 +132,21 @@ func (s *Scheduler) scheduleSettlement(ctx context.Context, store *partners.Stor
 	if err != nil {
 		return err
 	}
-	spec, err := SettlementSpec(c)
+	sched, err := SettlementSchedule(c)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if spec == s.settleSpec {
+	if sched.String() == s.settleSpec {
 		return nil
 	}
-	id, err := s.cron.AddFunc(spec, s.settle)
-	if err != nil {
-		return fmt.Errorf("schedule settlement at %q: %w", spec, err)
-	}
+	id := s.cron.Schedule(sched, cron.FuncJob(s.settle))
 	if s.settleEntry != 0 {
 		s.cron.Remove(s.settleEntry)
 	}
-	s.settleSpec, s.settleEntry = spec, id
-	s.log.Info("settlement scheduled", zap.String("spec", spec))
+	s.settleSpec, s.settleEntry = sched.String(), id
+	s.log.Info("settlement scheduled", zap.String("at", sched.String()))
 	return nil
 }
 
@@ -148,11 +182,8 @@ func (s *Scheduler) wrap(ctx context.Context, name string, job Job, now func() t
 // Start starts the jobs, and the settlement's catch-up in the background.
 func (s *Scheduler) Start() {
 	s.cron.Start()
-	s.mu.Lock()
-	id := s.settleEntry
-	s.mu.Unlock()
-	if id != 0 {
-		go s.cron.Entry(id).WrappedJob.Run()
+	if s.catchUp != nil {
+		go cron.NewChain(cron.Recover(cronLogger{s.log})).Then(cron.FuncJob(s.catchUp)).Run()
 	}
 }
 

@@ -17,17 +17,51 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-func TestSettlementSpecFollowsTheSettings(t *testing.T) {
+func TestNightlyScheduleFollowsTheSettings(t *testing.T) {
 	t.Parallel()
 	c := partners.DefaultCoalition()
 	c.TimeZone, c.SettlementTime = "Europe/Moscow", "02:30"
-	spec, err := SettlementSpec(c)
-	if err != nil || spec != "CRON_TZ=Europe/Moscow 30 2 * * *" {
-		t.Fatalf("spec %q %v", spec, err)
+	n, err := SettlementSchedule(c)
+	if err != nil || n.Hour != 2 || n.Minute != 30 || n.Loc.String() != "Europe/Moscow" {
+		t.Fatalf("schedule %v %v", n, err)
 	}
 	c.SettlementTime = "25:00"
-	if _, err := SettlementSpec(c); err == nil {
-		t.Fatal("a bad settlement_time made a spec")
+	if _, err := SettlementSchedule(c); err == nil {
+		t.Fatal("a bad settlement_time made a schedule")
+	}
+}
+
+// The nightly settlement fires every night, daylight-saving nights included: a 02:00
+// that the spring change skips fires in the hour that replaces it (01:00 EST in New York,
+// 03:00 CEST in Berlin, as time.Date makes them), a 01:30 that the autumn change repeats
+// fires once, and where midnight itself is skipped the run waits for the day to start.
+func TestNightlyScheduleNeverSkipsANight(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		zone       string
+		h, m       int
+		eve        [3]int // the evening before the change
+		wantAfterH float64
+	}{
+		{"America/New_York", 2, 0, [3]int{2026, 3, 7}, 3},      // 22:00 EST → 01:00 EST
+		{"Europe/Berlin", 2, 0, [3]int{2026, 3, 28}, 4},        // 22:00 CET → 03:00 CEST
+		{"America/New_York", 1, 30, [3]int{2026, 10, 31}, 3.5}, // 22:00 EDT → the first 01:30
+		{"America/Santiago", 0, 15, [3]int{2026, 9, 5}, 2},     // 22:00 −04 → 01:00 −03, the day's start
+	} {
+		loc, err := time.LoadLocation(tc.zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := Nightly{Hour: tc.h, Minute: tc.m, Loc: loc}
+		eve := time.Date(tc.eve[0], time.Month(tc.eve[1]), tc.eve[2], 22, 0, 0, 0, loc)
+		next := n.Next(eve)
+		if got := next.Sub(eve).Hours(); got != tc.wantAfterH {
+			t.Errorf("%s %02d:%02d: after %s the run is at %s, %.2f hours later; want %.2f", tc.zone, tc.h, tc.m, eve, next, got, tc.wantAfterH)
+		}
+		// The night after fires once, about a day later.
+		if after := n.Next(next); after.Sub(next) < 20*time.Hour || after.Sub(next) > 28*time.Hour {
+			t.Errorf("%s: the run after %s is at %s", tc.zone, next, after)
+		}
 	}
 }
 
