@@ -572,6 +572,7 @@ func (r *Runs) settle(ctx context.Context, days []Day, actor string, done func(*
 	}
 	return runs, nil
 }
+
 // PartnerView is one partner's side of a run: its line, the gross and bilateral rows it
 // is a party to, and its instruction, if it has one.
 type PartnerView struct {

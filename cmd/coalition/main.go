@@ -10,9 +10,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"time"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/coalitionledger/coalition/audit"
 	"github.com/coalitionledger/coalition/internal/database"
