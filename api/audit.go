@@ -17,7 +17,8 @@ import (
 )
 
 // The auditor's routes (read by auditors and the operator): reports, the journal, the
-// checkpoints, verification and the audit log; and the audit trail of operator actions.
+// checkpoints, verification and the audit log (which the stores write, each change with
+// its record, under the actor authenticate puts on the request's context).
 
 // CodeCheckpointKeyMissing: the server was started without a checkpoint signing key (503).
 const CodeCheckpointKeyMissing ledger.Code = "checkpoint_key_missing"

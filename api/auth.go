@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/coalitionledger/coalition/audit"
 	"github.com/coalitionledger/coalition/ledger"
 	"github.com/coalitionledger/coalition/partners"
 )
@@ -56,6 +57,9 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		c.Set(ctxPrincipal, p)
+		// The stores record each operator action in the audit log with this actor, in the
+		// action's own transaction.
+		c.SetRequest(c.Request().WithContext(audit.WithActor(c.Request().Context(), actorOf(c))))
 		return next(c)
 	}
 }

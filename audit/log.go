@@ -54,6 +54,28 @@ type Event struct {
 	Details json.RawMessage `json:"details"`
 }
 
+type actorKey struct{}
+
+// WithActor returns ctx carrying who acts, so that the domain stores record each change
+// in the audit log with its actor, in the change's own transaction.
+func WithActor(ctx context.Context, actor string) context.Context {
+	return context.WithValue(ctx, actorKey{}, actor)
+}
+
+// ActorOf returns the actor ctx carries, or "system" for a change no key or person asked
+// for (the demo's set-up, a test).
+func ActorOf(ctx context.Context) string {
+	if a, ok := ctx.Value(actorKey{}).(string); ok && a != "" {
+		return a
+	}
+	return "system"
+}
+
+// RecordAs is Record with the actor ctx carries (ActorOf).
+func RecordAs(ctx context.Context, q Execer, action string, details any) error {
+	return Record(ctx, q, ActorOf(ctx), action, details)
+}
+
 // Record appends an operator action to the audit log through q: pass the caller's pgx.Tx
 // to record the action in the same transaction as the change it describes, or a pool.
 // actor says who acted ("key:<id>", "cli:<user>"); details is any value that marshals to

@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/oklog/ulid/v2"
 
+	"github.com/coalitionledger/coalition/audit"
+	"github.com/coalitionledger/coalition/internal/pg"
 	"github.com/coalitionledger/coalition/ledger"
 )
 
@@ -73,8 +75,14 @@ func (k *Keys) Create(ctx context.Context, role Role, partner string) (id, secre
 	if partner != "" {
 		p = &partner
 	}
-	_, err = k.pool.Exec(ctx, `INSERT INTO api_keys (id, secret_hash, role, partner_id) VALUES ($1, $2, $3, $4)`,
-		id, hashSecret(secret), string(role), p)
+	err = pg.InTx(ctx, k.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO api_keys (id, secret_hash, role, partner_id) VALUES ($1, $2, $3, $4)`,
+			id, hashSecret(secret), string(role), p); err != nil {
+			return err
+		}
+		// Never the secret: who may read the log must not be able to act with it.
+		return audit.RecordAs(ctx, tx, audit.ActionKeyCreated, map[string]string{"id": id, "role": string(role), "partner": partner})
+	})
 	if err != nil {
 		if strings.Contains(err.Error(), "api_keys_partner_id_fkey") {
 			return "", "", ledger.Errorf(ledger.CodeNotFound, "partner %s does not exist", partner)
@@ -104,12 +112,14 @@ func (k *Keys) Verify(ctx context.Context, secret string) (Principal, error) {
 
 // Revoke revokes a key; a revoked key is refused from then on.
 func (k *Keys) Revoke(ctx context.Context, id string) error {
-	tag, err := k.pool.Exec(ctx, `UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, id)
-	if err != nil {
-		return fmt.Errorf("revoke key %s: %w", id, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return ledger.Errorf(ledger.CodeNotFound, "key %s does not exist or is already revoked", id)
-	}
-	return nil
+	return pg.InTx(ctx, k.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, id)
+		if err != nil {
+			return fmt.Errorf("revoke key %s: %w", id, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return ledger.Errorf(ledger.CodeNotFound, "key %s does not exist or is already revoked", id)
+		}
+		return audit.RecordAs(ctx, tx, audit.ActionKeyRevoked, map[string]string{"id": id})
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/oklog/ulid/v2"
 
+	"github.com/coalitionledger/coalition/audit"
 	"github.com/coalitionledger/coalition/internal/pg"
 	"github.com/coalitionledger/coalition/ledger"
 )
@@ -79,8 +80,13 @@ func (s *Store) SetCoalition(ctx context.Context, c Coalition) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, `UPDATE coalition SET currency = $1, point_value = $2, points_scale = $3, time_zone = $4,
-		settlement_time = $5, tiers = $6`, c.Currency, c.PointValue, c.PointsScale, c.TimeZone, c.SettlementTime, tiers)
+	err = pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE coalition SET currency = $1, point_value = $2, points_scale = $3, time_zone = $4,
+			settlement_time = $5, tiers = $6`, c.Currency, c.PointValue, c.PointsScale, c.TimeZone, c.SettlementTime, tiers); err != nil {
+			return err
+		}
+		return audit.RecordAs(ctx, tx, audit.ActionCoalitionChanged, c)
+	})
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23514" {
 		return ledger.Errorf(CodeSettingsFrozen, "the currency, points scale and time zone cannot change once the journal has entries")
@@ -101,8 +107,13 @@ func (s *Store) CreatePartner(ctx context.Context, id, name string) (Partner, er
 		return Partner{}, ledger.Errorf(ledger.CodeInvalid, "a partner needs a name of 1 to 200 characters").With("field", "name")
 	}
 	var p Partner
-	err := s.pool.QueryRow(ctx, `INSERT INTO partners (id, name) VALUES ($1, $2) RETURNING id, name, status, created_at`, id, name).
-		Scan(&p.ID, &p.Name, &p.Status, &p.CreatedAt)
+	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `INSERT INTO partners (id, name) VALUES ($1, $2) RETURNING id, name, status, created_at`, id, name).
+			Scan(&p.ID, &p.Name, &p.Status, &p.CreatedAt); err != nil {
+			return err
+		}
+		return audit.RecordAs(ctx, tx, audit.ActionPartnerCreated, p)
+	})
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		return Partner{}, ledger.Errorf(ledger.CodeDuplicateReference, "partner %s already exists", id)
@@ -142,8 +153,13 @@ func (s *Store) SetPartnerStatus(ctx context.Context, id, status string) (Partne
 		return Partner{}, ledger.Errorf(ledger.CodeInvalid, "status must be active or suspended").With("field", "status")
 	}
 	var p Partner
-	err := s.pool.QueryRow(ctx, `UPDATE partners SET status = $2 WHERE id = $1 RETURNING id, name, status, created_at`, id, status).
-		Scan(&p.ID, &p.Name, &p.Status, &p.CreatedAt)
+	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `UPDATE partners SET status = $2 WHERE id = $1 RETURNING id, name, status, created_at`, id, status).
+			Scan(&p.ID, &p.Name, &p.Status, &p.CreatedAt); err != nil {
+			return err
+		}
+		return audit.RecordAs(ctx, tx, audit.ActionPartnerStatusChanged, map[string]string{"id": p.ID, "status": p.Status})
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Partner{}, ledger.Errorf(ledger.CodeNotFound, "partner %s does not exist", id)
 	}
@@ -184,9 +200,11 @@ func (s *Store) AddContract(ctx context.Context, partner string, k Contract, now
 			return err
 		}
 		out = ContractVersion{Version: len(existing) + 1, Contract: k, CreatedAt: now.UTC()}
-		_, err = tx.Exec(ctx, `INSERT INTO contracts (partner_id, version, effective_from, terms, created_at) VALUES ($1, $2, $3, $4, $5)`,
-			partner, out.Version, k.EffectiveFrom, raw, out.CreatedAt)
-		return err
+		if _, err := tx.Exec(ctx, `INSERT INTO contracts (partner_id, version, effective_from, terms, created_at) VALUES ($1, $2, $3, $4, $5)`,
+			partner, out.Version, k.EffectiveFrom, raw, out.CreatedAt); err != nil {
+			return err
+		}
+		return audit.RecordAs(ctx, tx, audit.ActionContractAdded, map[string]any{"partner": partner, "version": out})
 	})
 	if err != nil {
 		return ContractVersion{}, err

@@ -314,16 +314,6 @@ func completeness(complete bool) string {
 	return "a part of the journal, without balances"
 }
 
-// recordCLI records an operator action made from the command line in the audit log. The
-// action has committed already (partners.Store owns its transaction): a failure here says
-// so, and the action stands.
-func recordCLI(ctx context.Context, db *database.DB, action string, details any) error {
-	if err := audit.Record(ctx, db.Pool, cliActor(), action, details); err != nil {
-		return fmt.Errorf("the action succeeded but the audit log did not record it: %w", err)
-	}
-	return nil
-}
-
 // cliActor names who runs a command, for the audit log.
 func cliActor() string {
 	if u, err := user.Current(); err == nil && u.Username != "" {

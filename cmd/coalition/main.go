@@ -72,6 +72,8 @@ type usageError struct{ msg string }
 func (u usageError) Error() string { return u.msg }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// Whatever a command changes is recorded in the audit log as done by this user.
+	ctx = audit.WithActor(ctx, cliActor())
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return usageError{"no command given"}

@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/coalitionledger/coalition/audit"
 	"github.com/coalitionledger/coalition/internal/database"
 	"github.com/coalitionledger/coalition/ledger"
 	"github.com/coalitionledger/coalition/partners"
@@ -40,9 +39,6 @@ func operatorCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []s
 				if err != nil {
 					return err
 				}
-				if err := recordCLI(ctx, db, audit.ActionKeyCreated, map[string]string{"id": id, "role": *role, "partner": *partner}); err != nil {
-					return err
-				}
 				progress("created %s key %s; the secret is shown once:", *role, id)
 				fmt.Fprintln(stdout, secret)
 				return nil
@@ -53,9 +49,6 @@ func operatorCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []s
 			}
 			return withDB("", false, func(db *database.DB) error {
 				if err := partners.NewKeys(db.Pool).Revoke(ctx, fs.Arg(0)); err != nil {
-					return err
-				}
-				if err := recordCLI(ctx, db, audit.ActionKeyRevoked, map[string]string{"id": fs.Arg(0)}); err != nil {
 					return err
 				}
 				fmt.Fprintf(stdout, "revoked key %s\n", fs.Arg(0))
@@ -80,9 +73,6 @@ func operatorCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []s
 				if err != nil {
 					return err
 				}
-				if err := recordCLI(ctx, db, audit.ActionPartnerCreated, p); err != nil {
-					return err
-				}
 				fmt.Fprintf(stdout, "created partner %s (%s)\n", p.ID, p.Name)
 				return nil
 			case a[0] == "list" && len(a) == 1:
@@ -103,9 +93,6 @@ func operatorCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []s
 				}
 				p, err := store.SetPartnerStatus(ctx, a[1], status)
 				if err != nil {
-					return err
-				}
-				if err := recordCLI(ctx, db, audit.ActionPartnerStatusChanged, p); err != nil {
 					return err
 				}
 				fmt.Fprintf(stdout, "partner %s is %s\n", p.ID, p.Status)
@@ -138,9 +125,6 @@ func operatorCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []s
 			return withDB("", false, func(db *database.DB) error {
 				v, err := partners.NewStore(db.Pool).AddContract(ctx, a[1], k, time.Now())
 				if err != nil {
-					return err
-				}
-				if err := recordCLI(ctx, db, audit.ActionContractAdded, map[string]any{"partner": a[1], "result": v}); err != nil {
 					return err
 				}
 				fmt.Fprintf(stdout, "partner %s: contract version %d in force from %s\n", a[1], v.Version, v.EffectiveFrom.UTC().Format(time.RFC3339))
