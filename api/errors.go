@@ -42,6 +42,7 @@ var codeStatus = map[ledger.Code]int{
 	CodeBodyTooLarge:            http.StatusRequestEntityTooLarge,
 	CodeInternal:                http.StatusInternalServerError,
 	CodeTimeout:                 http.StatusServiceUnavailable,
+	CodeOverloaded:              http.StatusServiceUnavailable,
 	partners.CodeSettingsFrozen: http.StatusConflict,
 }
 
@@ -92,6 +93,9 @@ func errorBody(err error) (int, errorResponse) {
 	var lerr *ledger.Error
 	var tooLarge *http.MaxBytesError
 	var herr *echo.HTTPError
+	if st, body, ok := overloaded(err); ok {
+		return st, body
+	}
 	switch {
 	case errors.As(err, &lerr):
 		details := make(map[string]any, len(lerr.Details))
@@ -168,6 +172,9 @@ func writeError(c echo.Context, err error) error {
 	}
 	if status == http.StatusUnauthorized {
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="coalition"`)
+	}
+	if body.Error.Code == CodeOverloaded {
+		c.Response().Header().Set(echo.HeaderRetryAfter, retryAfterSeconds)
 	}
 	if c.Response().Committed {
 		return nil

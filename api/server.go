@@ -45,6 +45,9 @@ type Config struct {
 	MaxBody  int64                // bytes; 0: DefaultMaxBody
 	// RequestTimeout is the deadline of each request's work; 0: DefaultRequestTimeout.
 	RequestTimeout time.Duration
+	// Writer is the group-commit writer single partner writes post through; nil: New
+	// starts one with the ledger's defaults, which Serve's shutdown (or Close) drains.
+	Writer *ledger.Writer
 }
 
 // Server is the HTTP API.
@@ -57,6 +60,8 @@ type Server struct {
 	// routes holds "METHOD /pattern" of every registered route; protected those that
 	// need a key. Both are built once, by New, and only read afterwards.
 	routes, protected map[string]bool
+	// ownWriter is the writer New started (nil if the caller gave one): Close drains it.
+	ownWriter *ledger.Writer
 }
 
 // publicRoutes need no key.
@@ -96,6 +101,7 @@ func New(cfg Config) *Server {
 		svc:     partners.NewService(cfg.Store, cfg.Ledger, cfg.Now),
 		metrics: newMetrics(cfg.Registry),
 	}
+	s.startWriter()
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = handleError
@@ -192,6 +198,9 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	err := srv.Shutdown(shutdownCtx)
 	if serr := <-done; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
+	}
+	if cerr := s.Close(shutdownCtx); cerr != nil && err == nil {
+		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("shut down: %w", err)

@@ -16,6 +16,9 @@ import (
 type Service struct {
 	Store  *Store
 	Ledger *ledger.Ledger
+	// Writer, when set, is the group-commit writer every single write posts through;
+	// nil: each posts its own transaction with Ledger.Post.
+	Writer *ledger.Writer
 	Now    func() time.Time
 	// PhoneRegion is the region of phone numbers written without a country code.
 	PhoneRegion string
@@ -257,16 +260,27 @@ func EarnResultOf(p *ledger.Posted) *EarnResult {
 	return out
 }
 
-// postOne posts one entry and returns it, whether it was a replay, or the refusal.
+// postOne posts one entry, through the group-commit writer when there is one, and
+// returns it, whether it was a replay, or the refusal.
 func (s *Service) postOne(ctx context.Context, e ledger.Entry) (*ledger.Posted, bool, error) {
-	res, err := s.Ledger.Post(ctx, []ledger.Entry{e})
-	if err != nil {
-		return nil, false, err
+	var res ledger.Result
+	if s.Writer != nil {
+		r, err := s.Writer.Post(ctx, e)
+		if err != nil {
+			return nil, false, err
+		}
+		res = r
+	} else {
+		r, err := s.Ledger.Post(ctx, []ledger.Entry{e})
+		if err != nil {
+			return nil, false, err
+		}
+		res = r[0]
 	}
-	if res[0].Err != nil {
-		return nil, res[0].Replayed, res[0].Err
+	if res.Err != nil {
+		return nil, res.Replayed, res.Err
 	}
-	return res[0].Entry, res[0].Replayed, nil
+	return res.Entry, res.Replayed, nil
 }
 
 // RedeemInput is a redemption at a partner: by points or by the money value wanted.
