@@ -29,8 +29,16 @@ func (s *Server) startWriter() {
 			Help:    "Entries per shared transaction of the group-commit writer.",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000},
 		}))
+		took := register(s.cfg.Registry, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "coalition_writer_batch_seconds",
+			Help:    "Time to post one shared transaction of the group-commit writer, from BEGIN to COMMIT.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 5},
+		}))
 		w = ledger.NewWriter(s.cfg.Ledger, ledger.WriterConfig{
-			OnBatch: func(size int, _ time.Duration, _ error) { batches.Observe(float64(size)) },
+			OnBatch: func(size int, d time.Duration, _ error) {
+				batches.Observe(float64(size))
+				took.Observe(d.Seconds())
+			},
 		})
 		s.ownWriter = w
 	}

@@ -34,6 +34,7 @@ Commands:
   expire          expire every lot past its expiry and void every hold past its timeout
   verify          check the journal's hash chain and every balance against its postings
   trial-balance   print the trial balance (--position N for an earlier one)
+  bench           the load tool: serve on loopback, drive it over HTTP, check, compare to pgbench
   help            show this help
 
 Every command reads DATABASE_URL from the environment. Without it, the commands use the
@@ -115,6 +116,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	case "keys", "partners", "contracts", "expire", "serve":
 		return operatorCommand(ctx, cmd, fs, args, withDB, stdout, progress)
+
+	case "bench":
+		return bench(ctx, fs, args, dbURL, stdout, progress)
 
 	case "trial-balance":
 		position := fs.Int64("position", 0, "journal position to report at (0: now)")

@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -37,6 +41,9 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string,
 			Store: partners.NewStore(db.Pool), Keys: partners.NewKeys(db.Pool), Ledger: l,
 			Logger: logger, Registry: reg, Now: time.Now,
 		})
+		if addr := os.Getenv("COALITION_PPROF_ADDR"); addr != "" {
+			servePprof(ctx, addr, logger)
+		}
 		jobs := scheduler.New(ctx, l, logger, time.Now)
 		jobs.Start()
 		defer jobs.Stop()
@@ -50,4 +57,27 @@ func envOr(name, fallback string) string {
 		return v
 	}
 	return fallback
+}
+
+// servePprof serves net/http/pprof on addr (loopback only, for `coalition bench
+// --server-profile`) until ctx ends.
+func servePprof(ctx context.Context, addr string, logger *zap.Logger) {
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		logger.Warn("COALITION_PPROF_ADDR must be a loopback HOST:PORT; not serving pprof", zap.String("addr", addr))
+		return
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Warn("pprof", zap.Error(err))
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
 }
