@@ -46,8 +46,9 @@ type Config struct {
 	// RequestTimeout is the deadline of each request's work; 0: DefaultRequestTimeout.
 	RequestTimeout time.Duration
 	// Writer is the group-commit writer single partner writes post through; nil: New
-	// starts one with the ledger's defaults, which Serve's shutdown (or Close) drains.
-	Writer *ledger.Writer
+	// starts one with WriterConfig, which Serve's shutdown (or Close) drains.
+	Writer       *ledger.Writer
+	WriterConfig ledger.WriterConfig
 }
 
 // Server is the HTTP API.

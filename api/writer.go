@@ -34,12 +34,12 @@ func (s *Server) startWriter() {
 			Help:    "Time to post one shared transaction of the group-commit writer, from BEGIN to COMMIT.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 5},
 		}))
-		w = ledger.NewWriter(s.cfg.Ledger, ledger.WriterConfig{
-			OnBatch: func(size int, d time.Duration, _ error) {
-				batches.Observe(float64(size))
-				took.Observe(d.Seconds())
-			},
-		})
+		wc := s.cfg.WriterConfig
+		wc.OnBatch = func(size int, d time.Duration, _ error) {
+			batches.Observe(float64(size))
+			took.Observe(d.Seconds())
+		}
+		w = ledger.NewWriter(s.cfg.Ledger, wc)
 		s.ownWriter = w
 	}
 	s.svc.Writer = w

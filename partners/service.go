@@ -107,6 +107,19 @@ func (s *Service) activePartner(ctx context.Context, id string) error {
 	return nil
 }
 
+// activeTerms refuses a request for an unknown or suspended partner and returns the
+// coalition's settings and the partner's contract in force at t, in one round trip.
+func (s *Service) activeTerms(ctx context.Context, partner string, t time.Time) (Coalition, Contract, error) {
+	p, c, versions, err := s.Store.PartnerTerms(ctx, partner)
+	if err != nil {
+		return Coalition{}, Contract{}, err
+	}
+	if p.Status != StatusActive {
+		return Coalition{}, Contract{}, ledger.Errorf(CodePartnerSuspended, "partner %s is suspended", partner)
+	}
+	return contractIn(c, versions, t)
+}
+
 // terms returns the coalition's settings and the partner's contract in force at t.
 func (s *Service) terms(ctx context.Context, partner string, t time.Time) (Coalition, Contract, error) {
 	c, err := s.Store.Coalition(ctx)
@@ -117,6 +130,11 @@ func (s *Service) terms(ctx context.Context, partner string, t time.Time) (Coali
 	if err != nil {
 		return Coalition{}, Contract{}, err
 	}
+	return contractIn(c, versions, t)
+}
+
+// contractIn picks the contract version in force at t, with the coalition's defaults.
+func contractIn(c Coalition, versions []ContractVersion, t time.Time) (Coalition, Contract, error) {
 	terms := make([]Contract, len(versions))
 	for i, v := range versions {
 		terms[i] = v.Contract
@@ -187,11 +205,8 @@ func (s *Service) Earn(ctx context.Context, r Request, in EarnInput) (*EarnResul
 // EarnEntry builds the journal entry of an earn without posting it (batches post many at
 // once). A purchase that earns nothing returns no entry and its answer.
 func (s *Service) EarnEntry(ctx context.Context, r Request, in EarnInput) (*ledger.Entry, *EarnResult, error) {
-	if err := s.activePartner(ctx, r.Partner); err != nil {
-		return nil, nil, err
-	}
 	bt := s.businessTime(in.BusinessTime)
-	c, k, err := s.terms(ctx, r.Partner, bt)
+	c, k, err := s.activeTerms(ctx, r.Partner, bt)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -220,7 +235,7 @@ func (s *Service) EarnEntry(ctx context.Context, r Request, in EarnInput) (*ledg
 	}
 	enrolled := false
 	if !known {
-		if m, enrolled, err = s.Store.EnsureMember(ctx, in.Member, s.PhoneRegion); err != nil {
+		if m, enrolled, err = s.Store.enrolNew(ctx, in.Member, s.PhoneRegion); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -306,10 +321,7 @@ type RedeemResult struct {
 // redemptionTerms prices a redemption (or a hold) at the partner.
 func (s *Service) redemptionTerms(ctx context.Context, r Request, ref MemberRef, points, value decimal.Decimal,
 	purchase *decimal.Decimal, bt time.Time) (Member, RedemptionPrice, error) {
-	if err := s.activePartner(ctx, r.Partner); err != nil {
-		return Member{}, RedemptionPrice{}, err
-	}
-	c, k, err := s.terms(ctx, r.Partner, bt)
+	c, k, err := s.activeTerms(ctx, r.Partner, bt)
 	if err != nil {
 		return Member{}, RedemptionPrice{}, err
 	}

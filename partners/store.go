@@ -194,6 +194,47 @@ func (s *Store) AddContract(ctx context.Context, partner string, k Contract, now
 	return out, nil
 }
 
+// PartnerTerms reads a partner, the coalition's settings and the partner's contract
+// versions in one round trip (three pipelined statements): what pricing a request needs.
+func (s *Store) PartnerTerms(ctx context.Context, id string) (Partner, Coalition, []ContractVersion, error) {
+	var p Partner
+	var c Coalition
+	var tiers []byte
+	var versions []ContractVersion
+	found := false
+	b := &pgx.Batch{}
+	b.Queue(`SELECT id, name, status, created_at FROM partners WHERE id = $1`, id).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			found = true
+			if err := rows.Scan(&p.ID, &p.Name, &p.Status, &p.CreatedAt); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+	b.Queue(`SELECT currency, point_value, points_scale, time_zone, settlement_time, tiers FROM coalition`).QueryRow(func(r pgx.Row) error {
+		return r.Scan(&c.Currency, &c.PointValue, &c.PointsScale, &c.TimeZone, &c.SettlementTime, &tiers)
+	})
+	b.Queue(`SELECT version, terms, created_at FROM contracts WHERE partner_id = $1 ORDER BY version`, id).Query(func(rows pgx.Rows) error {
+		var err error
+		versions, err = pgx.CollectRows(rows, scanContractVersion)
+		return err
+	})
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return Partner{}, Coalition{}, nil, fmt.Errorf("terms of partner %s: %w", id, err)
+	}
+	if !found {
+		return Partner{}, Coalition{}, nil, ledger.Errorf(ledger.CodeNotFound, "partner %s does not exist", id)
+	}
+	if err := json.Unmarshal(tiers, &c.Tiers); err != nil {
+		return Partner{}, Coalition{}, nil, fmt.Errorf("coalition tiers: %w", err)
+	}
+	if c.Tiers == nil {
+		c.Tiers = []Tier{}
+	}
+	return p, c, versions, nil
+}
+
 // Contracts lists a partner's contract versions, oldest first.
 func (s *Store) Contracts(ctx context.Context, partner string) ([]ContractVersion, error) {
 	return contractsTx(ctx, s.pool, partner)
@@ -208,14 +249,16 @@ func contractsTx(ctx context.Context, q querier, partner string) ([]ContractVers
 	if err != nil {
 		return nil, fmt.Errorf("contracts of %s: %w", partner, err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ContractVersion, error) {
-		var v ContractVersion
-		var raw []byte
-		if err := r.Scan(&v.Version, &raw, &v.CreatedAt); err != nil {
-			return v, err
-		}
-		return v, json.Unmarshal(raw, &v.Contract)
-	})
+	return pgx.CollectRows(rows, scanContractVersion)
+}
+
+func scanContractVersion(r pgx.CollectableRow) (ContractVersion, error) {
+	var v ContractVersion
+	var raw []byte
+	if err := r.Scan(&v.Version, &raw, &v.CreatedAt); err != nil {
+		return v, err
+	}
+	return v, json.Unmarshal(raw, &v.Contract)
 }
 
 // Member is a member of the coalition and how tills find it.
@@ -320,7 +363,17 @@ func (s *Store) EnsureMember(ctx context.Context, ref MemberRef, region string) 
 	if ledger.ErrorCode(err) != ledger.CodeNotFound || ref.ID != "" {
 		return m, false, err
 	}
-	ref, _ = ref.normalize(region)
+	return s.enrolNew(ctx, ref, region)
+}
+
+// enrolNew enrols a phone or card that was just looked up and not found; if another
+// till enrolled it meanwhile, that member is returned.
+func (s *Store) enrolNew(ctx context.Context, ref MemberRef, region string) (Member, bool, error) {
+	ref, err := ref.normalize(region)
+	if err != nil {
+		return Member{}, false, err
+	}
+	var m Member
 	m, err = s.enrol(ctx, ref.Phone, ref.Card, false)
 	if ledger.ErrorCode(err) == ledger.CodeDuplicateReference {
 		// Another till enrolled the same phone or card a moment ago.
@@ -355,12 +408,13 @@ func (s *Store) enrol(ctx context.Context, phone, card string, durable bool) (Me
 	if durable {
 		err = s.pool.QueryRow(ctx, insert, m.ID, p, c).Scan(&m.CreatedAt)
 	} else {
-		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
-				return err
-			}
-			return tx.QueryRow(ctx, insert, m.ID, p, c).Scan(&m.CreatedAt)
-		})
+		// One round trip: the transaction, its setting and the insert, pipelined.
+		b := &pgx.Batch{}
+		b.Queue(`BEGIN`)
+		b.Queue(`SET LOCAL synchronous_commit = off`)
+		b.Queue(insert, m.ID, p, c).QueryRow(func(r pgx.Row) error { return r.Scan(&m.CreatedAt) })
+		b.Queue(`COMMIT`)
+		err = s.pool.SendBatch(ctx, b).Close()
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,15 @@ import (
 func serve(ctx context.Context, fs *flag.FlagSet, args []string,
 	withDB func(string, bool, func(*database.DB) error) error, progress func(string, ...any)) error {
 	addr := fs.String("addr", envOr("COALITION_ADDR", "127.0.0.1:8080"), "HOST:PORT to listen on (env COALITION_ADDR)")
+	var wc ledger.WriterConfig
+	fs.IntVar(&wc.MaxBatch, "writer-batch", envInt("COALITION_WRITER_BATCH", ledger.DefaultWriterBatch),
+		"most single writes the group-commit writer puts in one transaction (env COALITION_WRITER_BATCH)")
+	fs.IntVar(&wc.Flushers, "writer-flushers", envInt("COALITION_WRITER_FLUSHERS", ledger.DefaultWriterFlushers),
+		"shared transactions in flight at once (env COALITION_WRITER_FLUSHERS)")
+	fs.DurationVar(&wc.Window, "writer-window", envDuration("COALITION_WRITER_WINDOW", ledger.DefaultWriterWindow),
+		"how long a batch that is not full waits for more writes (env COALITION_WRITER_WINDOW)")
+	fs.IntVar(&wc.Queue, "writer-queue", envInt("COALITION_WRITER_QUEUE", ledger.DefaultWriterQueue),
+		"writes that may wait; beyond it a write is a 503 overloaded (env COALITION_WRITER_QUEUE)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -39,7 +49,7 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string,
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		srv := api.New(api.Config{
 			Store: partners.NewStore(db.Pool), Keys: partners.NewKeys(db.Pool), Ledger: l,
-			Logger: logger, Registry: reg, Now: time.Now,
+			Logger: logger, Registry: reg, Now: time.Now, WriterConfig: wc,
 		})
 		if addr := os.Getenv("COALITION_PPROF_ADDR"); addr != "" {
 			servePprof(ctx, addr, logger)
@@ -50,6 +60,20 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string,
 		progress("serving the API on http://%s (Ctrl-C stops)", *addr)
 		return srv.Serve(ctx, *addr)
 	})
+}
+
+func envInt(name string, fallback int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return n
+	}
+	return fallback
+}
+
+func envDuration(name string, fallback time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return d
+	}
+	return fallback
 }
 
 func envOr(name, fallback string) string {

@@ -347,9 +347,18 @@ func (w *workload) batch(ctx context.Context, r *rand.Rand, stream uint64, seq *
 	}
 	items := make([]item, n)
 	idx := make([]int, n)
+	// Each client owns the members ≡ its number (mod clients), each near its drawn rank:
+	// a batch holds many members, and with a hot member in most batches, locks across
+	// clients would run the batches one at a time in the tool, not in the server.
+	owner := int(stream % uint64(w.cfg.Clients))
 	for i := range items {
 		*seq++
-		items[i] = item{member: w.members.draw(r), key: w.key(stream, *seq)}
+		m := w.members.draw(r)
+		m = m - m%w.cfg.Clients + owner
+		if m >= w.cfg.Members {
+			m = owner % w.cfg.Members
+		}
+		items[i] = item{member: m, key: w.key(stream, *seq)}
 		idx[i] = items[i].member
 		items[i].redeem = w.mix.draw(r) == OpRedeem
 	}
