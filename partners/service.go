@@ -37,6 +37,26 @@ type Request struct {
 	Partner        string
 	IdempotencyKey string
 	RequestHash    []byte
+	// Terms, if set, are the partner's terms read once for many requests (the items of
+	// one batch); nil: each request reads them.
+	Terms *Terms
+}
+
+// Terms are a partner, the coalition's settings and the partner's contract versions, as
+// read at one moment.
+type Terms struct {
+	Partner   Partner
+	Coalition Coalition
+	Versions  []ContractVersion
+}
+
+// ReadTerms reads a partner's terms in one round trip.
+func (s *Service) ReadTerms(ctx context.Context, partner string) (*Terms, error) {
+	p, c, v, err := s.Store.PartnerTerms(ctx, partner)
+	if err != nil {
+		return nil, err
+	}
+	return &Terms{Partner: p, Coalition: c, Versions: v}, nil
 }
 
 // EarnInput is an earn at a partner.
@@ -109,11 +129,16 @@ func (s *Service) activePartner(ctx context.Context, id string) error {
 
 // activeTerms refuses a request for an unknown or suspended partner and returns the
 // coalition's settings and the partner's contract in force at t, in one round trip.
-func (s *Service) activeTerms(ctx context.Context, partner string, t time.Time) (Coalition, Contract, error) {
-	p, c, versions, err := s.Store.PartnerTerms(ctx, partner)
-	if err != nil {
-		return Coalition{}, Contract{}, err
+func (s *Service) activeTerms(ctx context.Context, r Request, t time.Time) (Coalition, Contract, error) {
+	partner := r.Partner
+	terms := r.Terms
+	if terms == nil || terms.Partner.ID != partner {
+		var err error
+		if terms, err = s.ReadTerms(ctx, partner); err != nil {
+			return Coalition{}, Contract{}, err
+		}
 	}
+	p, c, versions := terms.Partner, terms.Coalition, terms.Versions
 	if p.Status != StatusActive {
 		return Coalition{}, Contract{}, ledger.Errorf(CodePartnerSuspended, "partner %s is suspended", partner)
 	}
@@ -206,7 +231,7 @@ func (s *Service) Earn(ctx context.Context, r Request, in EarnInput) (*EarnResul
 // once). A purchase that earns nothing returns no entry and its answer.
 func (s *Service) EarnEntry(ctx context.Context, r Request, in EarnInput) (*ledger.Entry, *EarnResult, error) {
 	bt := s.businessTime(in.BusinessTime)
-	c, k, err := s.activeTerms(ctx, r.Partner, bt)
+	c, k, err := s.activeTerms(ctx, r, bt)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -321,7 +346,7 @@ type RedeemResult struct {
 // redemptionTerms prices a redemption (or a hold) at the partner.
 func (s *Service) redemptionTerms(ctx context.Context, r Request, ref MemberRef, points, value decimal.Decimal,
 	purchase *decimal.Decimal, bt time.Time) (Member, RedemptionPrice, error) {
-	c, k, err := s.activeTerms(ctx, r.Partner, bt)
+	c, k, err := s.activeTerms(ctx, r, bt)
 	if err != nil {
 		return Member{}, RedemptionPrice{}, err
 	}
