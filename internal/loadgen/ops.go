@@ -32,9 +32,10 @@ type workload struct {
 	mix      *picker
 	runID    string
 
-	earns *ring[earnDone] // accepted earns, for reversals
-	sent  *ring[*sent]    // answered writes, for retries
-	reuse *ring[*sent]    // answered earns and redemptions, for conflicting reuses
+	earns  *ring[earnDone] // accepted earns, for reversals
+	funded *ring[int]      // members that earned, for redemptions, holds and reads
+	sent   *ring[*sent]    // answered writes, for retries
+	reuse  *ring[*sent]    // answered earns and redemptions, for conflicting reuses
 
 	ackMu sync.Mutex
 	acked []*sent // crash mode: every write, answered or not
@@ -141,7 +142,25 @@ func (w *workload) earn(ctx context.Context, r *rand.Rand, key string) {
 	}
 	mm[0].enrolled, mm[0].balance = true, bal
 	w.earns.add(earnDone{partner: p, entry: wa.Entry.ID, member: m})
+	w.funded.add(m)
 	w.reuse.add(s)
+}
+
+// spender draws a member that has earned (as often as it earned, among recent earns),
+// locked, with points to spend; ok is false if a few draws found none.
+func (w *workload) spender(r *rand.Rand) (int, *memberModel, func(), bool) {
+	for try := 0; try < 4; try++ {
+		m, found := w.funded.pick(r, false)
+		if !found {
+			return 0, nil, nil, false
+		}
+		mm, unlock := w.model.lock(m)
+		if mm[0].enrolled && mm[0].balance > 0 {
+			return m, mm[0], unlock, true
+		}
+		unlock()
+	}
+	return 0, nil, nil, false
 }
 
 // spendable draws a member with points; designed says the amount is to exceed them.
@@ -158,14 +177,13 @@ func (w *workload) spend(r *rand.Rand, balance int64) (points int64, designed bo
 
 func (w *workload) redeem(ctx context.Context, r *rand.Rand, next func() string) {
 	key := next()
-	m := w.members.draw(r)
-	mm, unlock := w.model.lock(m)
-	if !mm[0].enrolled || mm[0].balance <= 0 || w.cfg.crash() && r.IntN(2) == 0 {
-		unlock()
+	m, member, unlock, ok := w.spender(r)
+	if !ok {
 		w.substitute(ctx, r, key)
 		return
 	}
 	defer unlock()
+	mm := []*memberModel{member}
 	w.count(OpRedeem)
 	q := partnerID(w.partners.draw(r))
 	pts, designed := w.spend(r, mm[0].balance)
@@ -202,14 +220,13 @@ func (w *workload) expectSpend(mm *memberModel, a answer, designed bool, what st
 
 func (w *workload) hold(ctx context.Context, r *rand.Rand, next func() string) {
 	key := next()
-	m := w.members.draw(r)
-	mm, unlock := w.model.lock(m)
-	if !mm[0].enrolled || mm[0].balance <= 0 {
-		unlock()
+	m, member, unlock, ok := w.spender(r)
+	if !ok {
 		w.substitute(ctx, r, key)
 		return
 	}
 	defer unlock()
+	mm := []*memberModel{member}
 	w.count(OpHold)
 	q := partnerID(w.partners.draw(r))
 	pts, designed := w.spend(r, mm[0].balance)
@@ -317,11 +334,8 @@ func (w *workload) conflict(ctx context.Context, r *rand.Rand, next func() strin
 }
 
 func (w *workload) read(ctx context.Context, r *rand.Rand, next func() string) {
-	m := w.members.draw(r)
-	mm, unlock := w.model.lock(m)
-	enrolled := mm[0].enrolled
-	unlock()
-	if !enrolled {
+	m, found := w.funded.pick(r, false)
+	if !found {
 		w.substitute(ctx, r, next())
 		return
 	}

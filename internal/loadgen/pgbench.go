@@ -147,11 +147,17 @@ func crashLoop(ctx context.Context, cfg Config, srv *server, pgc *privatePG, out
 	events := cfg.ServerKills + cfg.PGRestarts
 	every := cfg.Duration / time.Duration(events+1)
 	kills, restarts := 0, 0
+	defer func() {
+		fmt.Fprintf(out, "crash: %d of %d server kills and %d of %d PostgreSQL restarts done\n", kills, cfg.ServerKills, restarts, cfg.PGRestarts)
+	}()
+	start := time.Now()
 	for i := 0; i < events; i++ {
+		// On a fixed schedule from the start: a slow restart delays the next event, it
+		// does not push the rest past the end of the run.
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(every):
+		case <-time.After(time.Until(start.Add(time.Duration(i+1) * every))):
 		}
 		if kills < cfg.ServerKills && (restarts >= cfg.PGRestarts || i%2 == 0) {
 			kills++

@@ -162,6 +162,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 		partners: newDist(cfg.Partners, cfg.PartnerZipf), members: newDist(cfg.Members, cfg.MemberZipf), mix: newPicker(cfg.Mix),
 		runID: fmt.Sprintf("b%d", time.Now().UnixNano()),
 		earns: newRing[earnDone](100_000), sent: newRing[*sent](100_000), reuse: newRing[*sent](100_000),
+		funded: newRing[int](100_000),
 	}
 	transport := &http.Transport{MaxIdleConns: 2 * cfg.Clients, MaxIdleConnsPerHost: 2 * cfg.Clients, DisableCompression: true,
 		IdleConnTimeout: time.Minute}
@@ -179,7 +180,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 		// The warm-up shares the model and the rings, not the counters.
 		ws := newStats()
 		warm := &workload{cfg: cfg, stats: ws, model: w.model, partners: w.partners, members: w.members, mix: w.mix,
-			runID: w.runID + "w", earns: w.earns, sent: w.sent, reuse: w.reuse,
+			runID: w.runID + "w", earns: w.earns, sent: w.sent, reuse: w.reuse, funded: w.funded,
 			c: &client{base: w.c.base, http: w.c.http, secrets: secrets, retryFor: cfg.RetryFor, stats: ws}}
 		warm.cfg.Ops, warm.cfg.Duration = MaxOps, cfg.Warmup
 		warm.closedLoop(ctx)
@@ -302,7 +303,8 @@ func (w *workload) closedLoop(parent context.Context) {
 }
 
 // openLoop starts operations at cfg.Rate per second, each with its own random stream,
-// whatever the answers' latency; a latency counts from the operation's scheduled start.
+// whatever the answers' latency (arrivals never wait for answers, so a server that falls
+// behind shows in the latencies, which count from each request's first send).
 func (w *workload) openLoop(parent context.Context) {
 	ctx, cancel := context.WithTimeout(parent, w.cfg.Duration)
 	defer cancel()
