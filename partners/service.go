@@ -260,7 +260,11 @@ func (s *Service) EarnEntry(ctx context.Context, r Request, in EarnInput) (*ledg
 	}
 	enrolled := false
 	if !known {
-		if m, enrolled, err = s.Store.enrolNew(ctx, in.Member, s.PhoneRegion); err != nil {
+		// An earn that posts answers only after its entry's synchronous commit, which
+		// makes the enrolment durable too; one that earns nothing posts nothing, so its
+		// enrolment must wait for its own flush.
+		durable := !price.Points.IsPositive()
+		if m, enrolled, err = s.Store.enrolNew(ctx, in.Member, s.PhoneRegion, durable); err != nil {
 			return nil, nil, err
 		}
 	}

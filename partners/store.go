@@ -363,18 +363,20 @@ func (s *Store) EnsureMember(ctx context.Context, ref MemberRef, region string) 
 	if ledger.ErrorCode(err) != ledger.CodeNotFound || ref.ID != "" {
 		return m, false, err
 	}
-	return s.enrolNew(ctx, ref, region)
+	return s.enrolNew(ctx, ref, region, true)
 }
 
 // enrolNew enrols a phone or card that was just looked up and not found; if another
-// till enrolled it meanwhile, that member is returned.
-func (s *Store) enrolNew(ctx context.Context, ref MemberRef, region string) (Member, bool, error) {
+// till enrolled it meanwhile, that member is returned. With durable false the enrolment
+// does not wait for its WAL flush (see enrol): only for a caller that answers after a
+// synchronous commit of its own.
+func (s *Store) enrolNew(ctx context.Context, ref MemberRef, region string, durable bool) (Member, bool, error) {
 	ref, err := ref.normalize(region)
 	if err != nil {
 		return Member{}, false, err
 	}
 	var m Member
-	m, err = s.enrol(ctx, ref.Phone, ref.Card, false)
+	m, err = s.enrol(ctx, ref.Phone, ref.Card, durable)
 	if ledger.ErrorCode(err) == ledger.CodeDuplicateReference {
 		// Another till enrolled the same phone or card a moment ago.
 		m, err = s.FindMember(ctx, ref, region)
