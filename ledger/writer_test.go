@@ -354,3 +354,29 @@ func TestWriterFullQueueRefuses(t *testing.T) {
 		t.Fatalf("rejected %d, want 1", w.Stats().Rejected.Load())
 	}
 }
+
+// A batch that the database refuses as a whole (here one entry's reference holds a NUL
+// byte, which PostgreSQL text cannot store) is posted again entry by entry: only the
+// culprit fails.
+func TestWriterSplitsABatchTheDatabaseRefuses(t *testing.T) {
+	t.Parallel()
+	l, _ := open(t)
+	w := newWriter(t, l, ledger.WriterConfig{MaxBatch: 3, Window: forever, Flushers: 1})
+	bad := earn("b", "a", "1", "kb")
+	bad.Reference = "nul\x00byte"
+	res, errs := postAll(w, []ledger.Entry{earn("g1", "a", "2", "k1"), bad, earn("g2", "a", "3", "k2")})
+	if errs[1] == nil && res[1].Err == nil {
+		t.Fatalf("the entry with a NUL byte was posted: %+v", res[1])
+	}
+	for _, i := range []int{0, 2} {
+		if errs[i] != nil || res[i].Err != nil {
+			t.Fatalf("entry %d failed with its neighbour: %v %v", i, errs[i], res[i].Err)
+		}
+	}
+	if w.Stats().Split.Load() != 1 {
+		t.Fatalf("split %d batches, want 1", w.Stats().Split.Load())
+	}
+	wantBalance(t, l, "member:g1", "-2")
+	wantBalance(t, l, "member:g2", "-3")
+	sound(t, l)
+}
