@@ -4,7 +4,7 @@
 #
 #   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres scripts/bench-http.sh [config...]
 #
-# Configurations: earns, earns-uniform, batch100, full, open (needs RATE), crash. Each run
+# Configurations: earns, earns16, earns64, earns-uniform, batch100, full, open (needs RATE), crash. Each run
 # creates and drops its own bench_ database and pgbench's scratch database next to it;
 # crash runs use a private cluster of their own.
 set -euo pipefail
@@ -21,6 +21,8 @@ for cfg in "${configs[@]}"; do
 	for round in $(seq "$ROUNDS"); do
 		case $cfg in
 		earns) args=(--mix earns --clients 32) ;;
+		earns16) args=(--mix earns --clients 16) ;;
+		earns64) args=(--mix earns --clients 64) ;;
 		earns-uniform) args=(--mix earns --clients 32 --partner-dist uniform) ;;
 		batch100) args=(--mix earns --clients 8 --batch 100) ;;
 		full) args=(--mix full --clients 32) ;;
