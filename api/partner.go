@@ -186,11 +186,32 @@ func (s *Server) scales(c echo.Context) (scales, error) {
 	if err != nil {
 		return scales{}, err
 	}
+	return scalesOf(coal)
+}
+
+func scalesOf(coal partners.Coalition) (scales, error) {
 	money, err := coal.MoneyScale()
 	if err != nil {
 		return scales{}, err
 	}
 	return scales{moneyScale: money, pointsScale: coal.PointsScale}, nil
+}
+
+// withTerms reads the partner's terms once for a request that prices (an earn, a
+// redemption, a hold), so that parsing its amounts and pricing it share one round trip.
+// On failure it leaves r alone: the service reads them again and reports the error.
+func (s *Server) withTerms(c echo.Context, r *partners.Request) {
+	if r.Terms != nil {
+		return
+	}
+	terms, err := s.service().ReadTerms(c.Request().Context(), r.Partner)
+	if err != nil {
+		return
+	}
+	if sc, err := scalesOf(terms.Coalition); err == nil {
+		c.Set(ctxScales, sc)
+	}
+	r.Terms = terms
 }
 
 // money parses an optional amount field in the coalition's currency.
@@ -244,6 +265,7 @@ func (s *Server) earnInput(c echo.Context, body []byte) (partners.EarnInput, err
 }
 
 func (s *Server) earn(c echo.Context, r partners.Request, body []byte) (int, any, error) {
+	s.withTerms(c, &r)
 	in, err := s.earnInput(c, body)
 	if err != nil {
 		return 0, nil, err
@@ -306,6 +328,7 @@ func (s *Server) redeemInput(c echo.Context, body []byte, hold bool) (partners.R
 }
 
 func (s *Server) redeem(c echo.Context, r partners.Request, body []byte) (int, any, error) {
+	s.withTerms(c, &r)
 	in, _, err := s.redeemInput(c, body, false)
 	if err != nil {
 		return 0, nil, err
@@ -319,6 +342,7 @@ func (s *Server) redeem(c echo.Context, r partners.Request, body []byte) (int, a
 }
 
 func (s *Server) hold(c echo.Context, r partners.Request, body []byte) (int, any, error) {
+	s.withTerms(c, &r)
 	in, expiresIn, err := s.redeemInput(c, body, true)
 	if err != nil {
 		return 0, nil, err
