@@ -43,6 +43,7 @@ var codeStatus = map[ledger.Code]int{
 	CodeBodyTooLarge:            http.StatusRequestEntityTooLarge,
 	CodeInternal:                http.StatusInternalServerError,
 	CodeTimeout:                 http.StatusServiceUnavailable,
+	CodeOverloaded:              http.StatusServiceUnavailable,
 	partners.CodeSettingsFrozen: http.StatusConflict,
 
 	settlement.CodeDayNotOver:           http.StatusConflict,
@@ -98,6 +99,9 @@ func errorBody(err error) (int, errorResponse) {
 	var lerr *ledger.Error
 	var tooLarge *http.MaxBytesError
 	var herr *echo.HTTPError
+	if st, body, ok := overloaded(err); ok {
+		return st, body
+	}
 	switch {
 	case errors.As(err, &lerr):
 		details := make(map[string]any, len(lerr.Details))
@@ -174,6 +178,9 @@ func writeError(c echo.Context, err error) error {
 	}
 	if status == http.StatusUnauthorized {
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="coalition"`)
+	}
+	if body.Error.Code == CodeOverloaded {
+		c.Response().Header().Set(echo.HeaderRetryAfter, retryAfterSeconds)
 	}
 	if c.Response().Committed {
 		return nil

@@ -57,6 +57,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	e.srv = New(cfg)
 	e.http = httptest.NewServer(e.srv.Handler())
 	t.Cleanup(e.http.Close)
+	t.Cleanup(func() { _ = e.srv.Close(context.Background()) }) // drains the server's writer
 	e.operator = e.key(partners.RoleOperator, "")
 	e.auditor = e.key(partners.RoleAuditor, "")
 	return e

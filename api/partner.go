@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -18,6 +19,9 @@ import (
 
 // MaxBatchItems bounds a /batch request.
 const MaxBatchItems = ledger.MaxBatch
+
+// batchPricers is how many items of a /batch are priced at once.
+const batchPricers = 8
 
 // registerPartnerRoutes adds the partner operations under /v1/partners/:partner.
 func (s *Server) registerPartnerRoutes(g *echo.Group) {
@@ -171,16 +175,43 @@ type earnJSON struct {
 // points. One request reads them once, however many amounts it carries.
 type scales struct{ moneyScale, pointsScale int32 }
 
+// ctxScales is where a /batch leaves the scales it read once for all its items.
+const ctxScales = "coalition.scales"
+
 func (s *Server) scales(c echo.Context) (scales, error) {
+	if sc, ok := c.Get(ctxScales).(scales); ok {
+		return sc, nil
+	}
 	coal, err := s.cfg.Store.Coalition(c.Request().Context())
 	if err != nil {
 		return scales{}, err
 	}
+	return scalesOf(coal)
+}
+
+func scalesOf(coal partners.Coalition) (scales, error) {
 	money, err := coal.MoneyScale()
 	if err != nil {
 		return scales{}, err
 	}
 	return scales{moneyScale: money, pointsScale: coal.PointsScale}, nil
+}
+
+// withTerms reads the partner's terms once for a request that prices (an earn, a
+// redemption, a hold), so that parsing its amounts and pricing it share one round trip.
+// On failure it leaves r alone: the service reads them again and reports the error.
+func (s *Server) withTerms(c echo.Context, r *partners.Request) {
+	if r.Terms != nil {
+		return
+	}
+	terms, err := s.service().ReadTerms(c.Request().Context(), r.Partner)
+	if err != nil {
+		return
+	}
+	if sc, err := scalesOf(terms.Coalition); err == nil {
+		c.Set(ctxScales, sc)
+	}
+	r.Terms = terms
 }
 
 // money parses an optional amount field in the coalition's currency.
@@ -234,6 +265,7 @@ func (s *Server) earnInput(c echo.Context, body []byte) (partners.EarnInput, err
 }
 
 func (s *Server) earn(c echo.Context, r partners.Request, body []byte) (int, any, error) {
+	s.withTerms(c, &r)
 	in, err := s.earnInput(c, body)
 	if err != nil {
 		return 0, nil, err
@@ -296,6 +328,7 @@ func (s *Server) redeemInput(c echo.Context, body []byte, hold bool) (partners.R
 }
 
 func (s *Server) redeem(c echo.Context, r partners.Request, body []byte) (int, any, error) {
+	s.withTerms(c, &r)
 	in, _, err := s.redeemInput(c, body, false)
 	if err != nil {
 		return 0, nil, err
@@ -309,6 +342,7 @@ func (s *Server) redeem(c echo.Context, r partners.Request, body []byte) (int, a
 }
 
 func (s *Server) hold(c echo.Context, r partners.Request, body []byte) (int, any, error) {
+	s.withTerms(c, &r)
 	in, expiresIn, err := s.redeemInput(c, body, true)
 	if err != nil {
 		return 0, nil, err
@@ -477,7 +511,77 @@ func (s *Server) batch(c echo.Context) error {
 		}
 		pending, pendingAt, pendingKeys = nil, nil, map[string]bool{}
 	}
+	// What every item needs and one round trip can read for all: the amount scales, the
+	// partner's terms, and the stored answers of keys used once in this batch (a key
+	// used twice is looked up again after its first use is posted).
+	ctx := c.Request().Context()
+	sc, scErr := s.scales(c)
+	terms, _ := s.service().ReadTerms(ctx, partner) // on error each item reads and reports it
+	uses := map[string]int{}
+	for _, item := range in.Items {
+		uses[item.IdempotencyKey]++
+	}
+	var onceKeys []string
+	var onceHashes [][]byte
+	onceAt := map[int]int{}
 	for i, item := range in.Items {
+		if (item.Type == "earn" || item.Type == "redemption") && item.IdempotencyKey != "" && uses[item.IdempotencyKey] == 1 {
+			onceAt[i] = len(onceKeys)
+			onceKeys = append(onceKeys, item.IdempotencyKey)
+			onceHashes = append(onceHashes, requestHash(http.MethodPost, "/v1/partners/"+partner+itemRoutes[item.Type], item.Body))
+		}
+	}
+	stored, err := s.cfg.Ledger.LookupMany(ctx, partner, onceKeys, onceHashes)
+	if err != nil {
+		return writeError(c, err)
+	}
+	// Consecutive earns and redemptions with keys used once are priced concurrently (a
+	// few at a time), since nothing between them is posted before they are anyway.
+	type pricedItem struct {
+		e      *ledger.Entry
+		answer batchAnswer
+		err    error
+		done   bool
+	}
+	priced := make([]pricedItem, len(in.Items))
+	itemContext := func(item batchItemJSON) echo.Context {
+		ic := c.Echo().NewContext(c.Request(), c.Response())
+		ic.SetParamNames("partner", "hold")
+		ic.SetParamValues(partner, item.Hold)
+		if scErr == nil {
+			ic.Set(ctxScales, sc)
+		}
+		return ic
+	}
+	priceRun := func(from int) {
+		to := from
+		for to < len(in.Items) {
+			if _, ok := onceAt[to]; !ok || len(in.Items[to].IdempotencyKey) > ledger.MaxTextLength {
+				break
+			}
+			to++
+		}
+		sem := make(chan struct{}, batchPricers)
+		var wg sync.WaitGroup
+		for i := from; i < to; i++ {
+			item := in.Items[i]
+			r := partners.Request{Partner: partner, IdempotencyKey: item.IdempotencyKey, Terms: terms,
+				RequestHash: onceHashes[onceAt[i]]}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func(i int) {
+				defer wg.Done()
+				defer func() { <-sem }()
+				e, answer, err := s.batchEntry(itemContext(item), r, item, &stored[onceAt[i]])
+				priced[i] = pricedItem{e: e, answer: answer, err: err, done: true}
+			}(i)
+		}
+		wg.Wait()
+	}
+	for i, item := range in.Items {
+		if _, once := onceAt[i]; once && !priced[i].done && len(item.IdempotencyKey) <= ledger.MaxTextLength {
+			priceRun(i)
+		}
 		op, ok := ops[item.Type]
 		if !ok {
 			answers[i] = errorAnswer(ledger.Errorf(ledger.CodeInvalid, "item type %q is not one of earn, redemption, hold, capture, void, reversal", item.Type))
@@ -493,15 +597,18 @@ func (s *Server) batch(c echo.Context) error {
 		if item.Type == "capture" || item.Type == "void" {
 			path = "/v1/partners/" + partner + "/holds/" + item.Hold + "/" + item.Type
 		}
-		r := partners.Request{Partner: partner, IdempotencyKey: item.IdempotencyKey, RequestHash: requestHash(http.MethodPost, path, item.Body)}
+		r := partners.Request{Partner: partner, IdempotencyKey: item.IdempotencyKey, RequestHash: requestHash(http.MethodPost, path, item.Body),
+			Terms: terms}
 		if pendingKeys[item.IdempotencyKey] {
 			flush() // a repeat of a waiting item: the first use of the key goes first
 		}
-		ic := c.Echo().NewContext(c.Request(), c.Response())
-		ic.SetParamNames("partner", "hold")
-		ic.SetParamValues(partner, item.Hold)
+		ic := itemContext(item)
 		if item.Type == "earn" || item.Type == "redemption" {
-			e, answer, err := s.batchEntry(ic, r, item)
+			p := priced[i]
+			if !p.done {
+				p.e, p.answer, p.err = s.batchEntry(ic, r, item, nil)
+			}
+			e, answer, err := p.e, p.answer, p.err
 			switch {
 			case err != nil:
 				answers[i] = errorAnswer(err)
@@ -528,13 +635,20 @@ func (s *Server) batch(c echo.Context) error {
 
 // batchEntry prepares an earn or a redemption of a batch: the stored first answer of a
 // replay, the answer of an earn that earns nothing, or the entry to post. A refusal
-// before the engine is recorded as the item's first answer.
-func (s *Server) batchEntry(c echo.Context, r partners.Request, item batchItemJSON) (*ledger.Entry, batchAnswer, error) {
+// before the engine is recorded as the item's first answer. pre, if set, is the key's
+// stored answer as the batch looked it up with the others (nil inside: a new key).
+func (s *Server) batchEntry(c echo.Context, r partners.Request, item batchItemJSON, pre **ledger.Result) (*ledger.Entry, batchAnswer, error) {
 	ctx := c.Request().Context()
-	stored, err := s.cfg.Ledger.Lookup(ctx, r.Partner, r.IdempotencyKey, r.RequestHash)
-	if err != nil {
-		return nil, batchAnswer{}, err
+	var stored *ledger.Result
+	if pre != nil {
+		stored = *pre
+	} else {
+		var err error
+		if stored, err = s.cfg.Ledger.Lookup(ctx, r.Partner, r.IdempotencyKey, r.RequestHash); err != nil {
+			return nil, batchAnswer{}, err
+		}
 	}
+	var err error
 	if stored != nil {
 		if stored.Err != nil {
 			return nil, batchAnswer{}, stored.Err

@@ -51,6 +51,10 @@ type Config struct {
 	// Checkpointer signs checkpoints for POST /v1/checkpoints (api/audit.go); nil: that
 	// route answers 503 checkpoint_key_missing.
 	Checkpointer *audit.Checkpointer
+	// Writer is the group-commit writer single partner writes post through; nil: New
+	// starts one with WriterConfig, which Serve's shutdown (or Close) drains.
+	Writer       *ledger.Writer
+	WriterConfig ledger.WriterConfig
 }
 
 // Server is the HTTP API.
@@ -64,6 +68,8 @@ type Server struct {
 	// routes holds "METHOD /pattern" of every registered route; protected those that
 	// need a key. Both are built once, by New, and only read afterwards.
 	routes, protected map[string]bool
+	// ownWriter is the writer New started (nil if the caller gave one): Close drains it.
+	ownWriter *ledger.Writer
 }
 
 // publicRoutes need no key.
@@ -104,6 +110,7 @@ func New(cfg Config) *Server {
 		runs:    settlement.NewRuns(cfg.Ledger, cfg.Store, cfg.Now).WithCheckpointer(cfg.Checkpointer),
 		metrics: newMetrics(cfg.Registry),
 	}
+	s.startWriter()
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = handleError
@@ -204,6 +211,9 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	err := srv.Shutdown(shutdownCtx)
 	if serr := <-done; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
+	}
+	if cerr := s.Close(shutdownCtx); cerr != nil && err == nil {
+		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("shut down: %w", err)

@@ -66,6 +66,37 @@ func (l *Ledger) Lookup(ctx context.Context, partner, key string, hash []byte) (
 	return &r, nil
 }
 
+// LookupMany is Lookup for many keys of one partner in one round trip: the i-th answer
+// is nil when keys[i] is new.
+func (l *Ledger) LookupMany(ctx context.Context, partner string, keys []string, hashes [][]byte) ([]*Result, error) {
+	out := make([]*Result, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	rows, err := l.pool.Query(ctx, `SELECT key, request_hash, result FROM idempotency_keys WHERE partner_id = $1 AND key = ANY($2)`,
+		partner, keys)
+	if err != nil {
+		return nil, fmt.Errorf("idempotency keys: %w", err)
+	}
+	stored := map[string]storedKey{}
+	var k string
+	var sk storedKey
+	_, err = pgx.ForEachRow(rows, []any{&k, &sk.hash, &sk.result}, func() error {
+		stored[k] = storedKey{hash: append([]byte(nil), sk.hash...), result: append([]byte(nil), sk.result...)}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("idempotency keys: %w", err)
+	}
+	for i, key := range keys {
+		if sk, ok := stored[key]; ok {
+			r := replay(sk, hashes[i], &Entry{Partner: partner, IdempotencyKey: key})
+			out[i] = &r
+		}
+	}
+	return out, nil
+}
+
 // Refuse records a refusal decided before the engine as the first answer to an
 // idempotency key, so that a replay gets the same refusal. If the key already has an
 // answer, that answer is returned instead (or a conflict, for another request).

@@ -16,6 +16,9 @@ import (
 type Service struct {
 	Store  *Store
 	Ledger *ledger.Ledger
+	// Writer, when set, is the group-commit writer every single write posts through;
+	// nil: each posts its own transaction with Ledger.Post.
+	Writer *ledger.Writer
 	Now    func() time.Time
 	// PhoneRegion is the region of phone numbers written without a country code.
 	PhoneRegion string
@@ -34,6 +37,26 @@ type Request struct {
 	Partner        string
 	IdempotencyKey string
 	RequestHash    []byte
+	// Terms, if set, are the partner's terms read once for many requests (the items of
+	// one batch); nil: each request reads them.
+	Terms *Terms
+}
+
+// Terms are a partner, the coalition's settings and the partner's contract versions, as
+// read at one moment.
+type Terms struct {
+	Partner   Partner
+	Coalition Coalition
+	Versions  []ContractVersion
+}
+
+// ReadTerms reads a partner's terms in one round trip.
+func (s *Service) ReadTerms(ctx context.Context, partner string) (*Terms, error) {
+	p, c, v, err := s.Store.PartnerTerms(ctx, partner)
+	if err != nil {
+		return nil, err
+	}
+	return &Terms{Partner: p, Coalition: c, Versions: v}, nil
 }
 
 // EarnInput is an earn at a partner.
@@ -104,6 +127,24 @@ func (s *Service) activePartner(ctx context.Context, id string) error {
 	return nil
 }
 
+// activeTerms refuses a request for an unknown or suspended partner and returns the
+// coalition's settings and the partner's contract in force at t, in one round trip.
+func (s *Service) activeTerms(ctx context.Context, r Request, t time.Time) (Coalition, Contract, error) {
+	partner := r.Partner
+	terms := r.Terms
+	if terms == nil || terms.Partner.ID != partner {
+		var err error
+		if terms, err = s.ReadTerms(ctx, partner); err != nil {
+			return Coalition{}, Contract{}, err
+		}
+	}
+	p, c, versions := terms.Partner, terms.Coalition, terms.Versions
+	if p.Status != StatusActive {
+		return Coalition{}, Contract{}, ledger.Errorf(CodePartnerSuspended, "partner %s is suspended", partner)
+	}
+	return contractIn(c, versions, t)
+}
+
 // terms returns the coalition's settings and the partner's contract in force at t.
 func (s *Service) terms(ctx context.Context, partner string, t time.Time) (Coalition, Contract, error) {
 	c, err := s.Store.Coalition(ctx)
@@ -114,6 +155,11 @@ func (s *Service) terms(ctx context.Context, partner string, t time.Time) (Coali
 	if err != nil {
 		return Coalition{}, Contract{}, err
 	}
+	return contractIn(c, versions, t)
+}
+
+// contractIn picks the contract version in force at t, with the coalition's defaults.
+func contractIn(c Coalition, versions []ContractVersion, t time.Time) (Coalition, Contract, error) {
 	terms := make([]Contract, len(versions))
 	for i, v := range versions {
 		terms[i] = v.Contract
@@ -184,11 +230,8 @@ func (s *Service) Earn(ctx context.Context, r Request, in EarnInput) (*EarnResul
 // EarnEntry builds the journal entry of an earn without posting it (batches post many at
 // once). A purchase that earns nothing returns no entry and its answer.
 func (s *Service) EarnEntry(ctx context.Context, r Request, in EarnInput) (*ledger.Entry, *EarnResult, error) {
-	if err := s.activePartner(ctx, r.Partner); err != nil {
-		return nil, nil, err
-	}
 	bt := s.businessTime(in.BusinessTime)
-	c, k, err := s.terms(ctx, r.Partner, bt)
+	c, k, err := s.activeTerms(ctx, r, bt)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -217,7 +260,11 @@ func (s *Service) EarnEntry(ctx context.Context, r Request, in EarnInput) (*ledg
 	}
 	enrolled := false
 	if !known {
-		if m, enrolled, err = s.Store.EnsureMember(ctx, in.Member, s.PhoneRegion); err != nil {
+		// An earn that posts answers only after its entry's synchronous commit, which
+		// makes the enrolment durable too; one that earns nothing posts nothing, so its
+		// enrolment must wait for its own flush.
+		durable := !price.Points.IsPositive()
+		if m, enrolled, err = s.Store.enrolNew(ctx, in.Member, s.PhoneRegion, durable); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -257,16 +304,27 @@ func EarnResultOf(p *ledger.Posted) *EarnResult {
 	return out
 }
 
-// postOne posts one entry and returns it, whether it was a replay, or the refusal.
+// postOne posts one entry, through the group-commit writer when there is one, and
+// returns it, whether it was a replay, or the refusal.
 func (s *Service) postOne(ctx context.Context, e ledger.Entry) (*ledger.Posted, bool, error) {
-	res, err := s.Ledger.Post(ctx, []ledger.Entry{e})
-	if err != nil {
-		return nil, false, err
+	var res ledger.Result
+	if s.Writer != nil {
+		r, err := s.Writer.Post(ctx, e)
+		if err != nil {
+			return nil, false, err
+		}
+		res = r
+	} else {
+		r, err := s.Ledger.Post(ctx, []ledger.Entry{e})
+		if err != nil {
+			return nil, false, err
+		}
+		res = r[0]
 	}
-	if res[0].Err != nil {
-		return nil, res[0].Replayed, res[0].Err
+	if res.Err != nil {
+		return nil, res.Replayed, res.Err
 	}
-	return res[0].Entry, res[0].Replayed, nil
+	return res.Entry, res.Replayed, nil
 }
 
 // RedeemInput is a redemption at a partner: by points or by the money value wanted.
@@ -292,10 +350,7 @@ type RedeemResult struct {
 // redemptionTerms prices a redemption (or a hold) at the partner.
 func (s *Service) redemptionTerms(ctx context.Context, r Request, ref MemberRef, points, value decimal.Decimal,
 	purchase *decimal.Decimal, bt time.Time) (Member, RedemptionPrice, error) {
-	if err := s.activePartner(ctx, r.Partner); err != nil {
-		return Member{}, RedemptionPrice{}, err
-	}
-	c, k, err := s.terms(ctx, r.Partner, bt)
+	c, k, err := s.activeTerms(ctx, r, bt)
 	if err != nil {
 		return Member{}, RedemptionPrice{}, err
 	}

@@ -212,6 +212,47 @@ func (s *Store) AddContract(ctx context.Context, partner string, k Contract, now
 	return out, nil
 }
 
+// PartnerTerms reads a partner, the coalition's settings and the partner's contract
+// versions in one round trip (three pipelined statements): what pricing a request needs.
+func (s *Store) PartnerTerms(ctx context.Context, id string) (Partner, Coalition, []ContractVersion, error) {
+	var p Partner
+	var c Coalition
+	var tiers []byte
+	var versions []ContractVersion
+	found := false
+	b := &pgx.Batch{}
+	b.Queue(`SELECT id, name, status, created_at FROM partners WHERE id = $1`, id).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			found = true
+			if err := rows.Scan(&p.ID, &p.Name, &p.Status, &p.CreatedAt); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+	b.Queue(`SELECT currency, point_value, points_scale, time_zone, settlement_time, tiers FROM coalition`).QueryRow(func(r pgx.Row) error {
+		return r.Scan(&c.Currency, &c.PointValue, &c.PointsScale, &c.TimeZone, &c.SettlementTime, &tiers)
+	})
+	b.Queue(`SELECT version, terms, created_at FROM contracts WHERE partner_id = $1 ORDER BY version`, id).Query(func(rows pgx.Rows) error {
+		var err error
+		versions, err = pgx.CollectRows(rows, scanContractVersion)
+		return err
+	})
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return Partner{}, Coalition{}, nil, fmt.Errorf("terms of partner %s: %w", id, err)
+	}
+	if !found {
+		return Partner{}, Coalition{}, nil, ledger.Errorf(ledger.CodeNotFound, "partner %s does not exist", id)
+	}
+	if err := json.Unmarshal(tiers, &c.Tiers); err != nil {
+		return Partner{}, Coalition{}, nil, fmt.Errorf("coalition tiers: %w", err)
+	}
+	if c.Tiers == nil {
+		c.Tiers = []Tier{}
+	}
+	return p, c, versions, nil
+}
+
 // Contracts lists a partner's contract versions, oldest first.
 func (s *Store) Contracts(ctx context.Context, partner string) ([]ContractVersion, error) {
 	return contractsTx(ctx, s.pool, partner)
@@ -226,14 +267,16 @@ func contractsTx(ctx context.Context, q querier, partner string) ([]ContractVers
 	if err != nil {
 		return nil, fmt.Errorf("contracts of %s: %w", partner, err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ContractVersion, error) {
-		var v ContractVersion
-		var raw []byte
-		if err := r.Scan(&v.Version, &raw, &v.CreatedAt); err != nil {
-			return v, err
-		}
-		return v, json.Unmarshal(raw, &v.Contract)
-	})
+	return pgx.CollectRows(rows, scanContractVersion)
+}
+
+func scanContractVersion(r pgx.CollectableRow) (ContractVersion, error) {
+	var v ContractVersion
+	var raw []byte
+	if err := r.Scan(&v.Version, &raw, &v.CreatedAt); err != nil {
+		return v, err
+	}
+	return v, json.Unmarshal(raw, &v.Contract)
 }
 
 // Member is a member of the coalition and how tills find it.
@@ -338,8 +381,20 @@ func (s *Store) EnsureMember(ctx context.Context, ref MemberRef, region string) 
 	if ledger.ErrorCode(err) != ledger.CodeNotFound || ref.ID != "" {
 		return m, false, err
 	}
-	ref, _ = ref.normalize(region)
-	m, err = s.Enrol(ctx, ref.Phone, ref.Card)
+	return s.enrolNew(ctx, ref, region, true)
+}
+
+// enrolNew enrols a phone or card that was just looked up and not found; if another
+// till enrolled it meanwhile, that member is returned. With durable false the enrolment
+// does not wait for its WAL flush (see enrol): only for a caller that answers after a
+// synchronous commit of its own.
+func (s *Store) enrolNew(ctx context.Context, ref MemberRef, region string, durable bool) (Member, bool, error) {
+	ref, err := ref.normalize(region)
+	if err != nil {
+		return Member{}, false, err
+	}
+	var m Member
+	m, err = s.enrol(ctx, ref.Phone, ref.Card, durable)
 	if ledger.ErrorCode(err) == ledger.CodeDuplicateReference {
 		// Another till enrolled the same phone or card a moment ago.
 		m, err = s.FindMember(ctx, ref, region)
@@ -350,6 +405,16 @@ func (s *Store) EnsureMember(ctx context.Context, ref MemberRef, region string) 
 
 // Enrol creates a member with a phone (E.164) and/or a card number.
 func (s *Store) Enrol(ctx context.Context, phone, card string) (Member, error) {
+	return s.enrol(ctx, phone, card, true)
+}
+
+// enrol creates a member. With durable false the insert commits without waiting for its
+// WAL flush (synchronous_commit off for that transaction alone): an earn enrols its
+// member so, because nobody is answered before the earn's own entry (or refusal) commits
+// synchronously, later in the same WAL, and that flush makes the member durable too. It
+// saves one disk flush per new member at the till; if the server crashes first, the
+// member is simply enrolled again by the till's retry.
+func (s *Store) enrol(ctx context.Context, phone, card string, durable bool) (Member, error) {
 	m := Member{ID: ulid.Make().String(), Phone: phone, Card: card}
 	var p, c *string
 	if phone != "" {
@@ -358,7 +423,19 @@ func (s *Store) Enrol(ctx context.Context, phone, card string) (Member, error) {
 	if card != "" {
 		c = &card
 	}
-	err := s.pool.QueryRow(ctx, `INSERT INTO members (id, phone, card) VALUES ($1, $2, $3) RETURNING created_at`, m.ID, p, c).Scan(&m.CreatedAt)
+	const insert = `INSERT INTO members (id, phone, card) VALUES ($1, $2, $3) RETURNING created_at`
+	var err error
+	if durable {
+		err = s.pool.QueryRow(ctx, insert, m.ID, p, c).Scan(&m.CreatedAt)
+	} else {
+		// One round trip: the transaction, its setting and the insert, pipelined.
+		b := &pgx.Batch{}
+		b.Queue(`BEGIN`)
+		b.Queue(`SET LOCAL synchronous_commit = off`)
+		b.Queue(insert, m.ID, p, c).QueryRow(func(r pgx.Row) error { return r.Scan(&m.CreatedAt) })
+		b.Queue(`COMMIT`)
+		err = s.pool.SendBatch(ctx, b).Close()
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		return Member{}, ledger.Errorf(ledger.CodeDuplicateReference, "a member with this phone or card already exists")

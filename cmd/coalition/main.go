@@ -39,6 +39,7 @@ Commands:
                   --check --date D re-derives it from the journal; --due settles every day
                   that is over; --confirm PARTNER --date D records that its money moved
   trial-balance   print the trial balance (--position N for an earlier one)
+  bench           the load tool: serve on loopback, drive it over HTTP, check, compare to pgbench
 ` + auditUsage + `  help            show this help
 
 Every command reads DATABASE_URL from the environment. Without it, the commands use the
@@ -139,6 +140,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	case "keys", "partners", "contracts", "expire", "serve":
 		return operatorCommand(ctx, cmd, fs, args, withDB, stdout, progress)
+
+	case "bench":
+		return bench(ctx, fs, args, dbURL, stdout, progress)
 
 	case "trial-balance":
 		position := fs.Int64("position", 0, "journal position to report at (0: now)")
