@@ -119,7 +119,13 @@ func TestAuditTablesAreAppendOnly(t *testing.T) {
 			t.Errorf("%s: %v", sql, err)
 		}
 	}
-	events, err := audit.Log(ctx, f.pool, 0, 10, "")
+	all, err := audit.Log(ctx, f.pool, 0, 100, "")
+	var events []audit.Event
+	for _, ev := range all {
+		if ev.Actor != "system" { // the fixture's own set-up
+			events = append(events, ev)
+		}
+	}
 	if err != nil || len(events) != 1 || events[0].Actor != "cli:test" || string(events[0].Details) != `{"id": "x"}` {
 		t.Fatalf("events = %+v %v", events, err)
 	}

@@ -41,7 +41,13 @@ func TestRunIsCheckpointedAndAudited(t *testing.T) {
 	if _, _, err := f.runs.Confirm(ctx, day0, "fuel", "key:k2 (operator)"); err != nil {
 		t.Fatal(err)
 	}
-	events, err := audit.Log(ctx, f.pool, 0, 10, "")
+	all, err := audit.Log(ctx, f.pool, 0, 100, "")
+	var events []audit.Event
+	for _, ev := range all {
+		if ev.Actor != "system" { // the fixture's own set-up
+			events = append(events, ev)
+		}
+	}
 	if err != nil || len(events) != 2 {
 		t.Fatalf("audit log %+v %v", events, err)
 	}
