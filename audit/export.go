@@ -239,7 +239,7 @@ func NewEntryRecord(e *ledger.Posted, u ledger.Units) *EntryRecord {
 		r.Postings[i] = PostingRecord{Account: p.Account, Unit: p.Unit, Amount: formatUnit(u, p.Unit, p.Amount)}
 	}
 	for i, m := range e.Movements {
-		r.Movements[i] = MovementRecord{Lot: m.Lot, Issuer: m.Issuer, Points: m.Points.StringFixed(u.PointsScale), Consumer: m.Consumer,
+		r.Movements[i] = MovementRecord{Lot: m.Lot, Issuer: m.Issuer, Points: ledger.AtScale(m.Points, u.PointsScale), Consumer: m.Consumer,
 			Reason: m.Reason, Rate: m.Rate.String()}
 		if m.ExpiresAt != nil {
 			r.Movements[i].ExpiresAt = m.ExpiresAt.UTC().Format(ledger.TimeFormat)
@@ -406,13 +406,13 @@ func (c *csvWriter) end(int64) error {
 	return nil
 }
 
-// formatUnit writes an amount at its unit's scale.
+// formatUnit writes an amount at its unit's scale, never rounding a changed one.
 func formatUnit(u ledger.Units, unit string, d decimal.Decimal) string {
 	scale, err := u.Scale(unit)
 	if err != nil {
 		return d.String()
 	}
-	return d.StringFixed(scale)
+	return ledger.AtScale(d, scale)
 }
 
 // hledgerWriter writes an hledger journal: the commodities PTS and the coalition's

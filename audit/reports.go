@@ -531,8 +531,9 @@ type IssuerBreakage struct {
 	Expired   Amount `json:"expired"`
 	Unexpired Amount `json:"unexpired"`
 	Net       Amount `json:"net"`
-	// Value is Net at the issuer's redeem rate in force at each entry's business time (the
-	// coalition's point value where the contract names none), rounded half up once.
+	// Value is Net at the issuer's redeem rate in force at each expiry's business time
+	// (unexpired points at the rate of the expiry they reverse; the coalition's point value
+	// where the contract names none), rounded half up once.
 	Value Amount `json:"value"`
 }
 
@@ -565,9 +566,15 @@ func (r *Reports) Breakage(ctx context.Context, from, to int64) (*Breakage, erro
 		  FROM lot_movements m
 		  JOIN entries e ON e.position = m.position
 		  CROSS JOIN coalition c
+		  -- Points taken back out of breakage are valued as they went in: at the rate of the
+		  -- lot's expiry they reverse.
+		  LEFT JOIN LATERAL (
+		        SELECT ex.business_time FROM lot_movements x JOIN entries ex ON ex.position = x.position
+		         WHERE m.reason = 'unexpire' AND x.lot_id = m.lot_id AND x.reason = 'expire' AND x.position < m.position
+		         ORDER BY x.position DESC LIMIT 1) xp ON true
 		  LEFT JOIN LATERAL (
 		        SELECT (terms->>'redeem_rate')::numeric AS rate FROM contracts
-		         WHERE partner_id = m.issuer AND effective_from <= e.business_time
+		         WHERE partner_id = m.issuer AND effective_from <= COALESCE(xp.business_time, e.business_time)
 		         ORDER BY effective_from DESC, version DESC LIMIT 1) k ON true
 		 WHERE m.reason IN ('expire', 'unexpire') AND m.position >= $1 AND m.position <= $2
 		 GROUP BY m.issuer ORDER BY m.issuer`, p.From, p.To)

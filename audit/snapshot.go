@@ -55,8 +55,68 @@ func (s *snapshot) read(ctx context.Context) error {
 		Scan(&s.head.Position, &s.head.Hash, &s.head.RecordedAt); err != nil {
 		return fmt.Errorf("snapshot: journal head: %w", err)
 	}
-	s.checkpoints, err = Checkpoints(ctx, s.tx, 0, MaxCheckpoints)
-	return err
+	// Every checkpoint, page by page: the newest guard the journal's tail.
+	for after := int64(0); ; {
+		page, err := Checkpoints(ctx, s.tx, after, MaxCheckpoints)
+		if err != nil {
+			return err
+		}
+		s.checkpoints = append(s.checkpoints, page...)
+		if len(page) < MaxCheckpoints {
+			return nil
+		}
+		after = page[len(page)-1].ID
+	}
+}
+
+// integrity checks what the chain cannot see, in the snapshot: no journal row lies past
+// the head (written outside the chain); every posting and lot movement names the entry
+// at its position; and every lot's state (what redemptions, expiry and settlement read)
+// is the sum of its movements, with the issuer and expiry of the earn that made it.
+// It returns the first Failure found, or nil.
+func (s *snapshot) integrity(ctx context.Context) error {
+	var pos *int64
+	var what string
+	err := s.tx.QueryRow(ctx, `SELECT position, what FROM (
+		    SELECT max(position) AS position, 'an entry' AS what FROM entries
+		    UNION ALL SELECT max(position), 'a posting' FROM postings
+		    UNION ALL SELECT max(position), 'a lot movement' FROM lot_movements) r
+		WHERE position > $1 ORDER BY position LIMIT 1`, s.head.Position).Scan(&pos, &what)
+	if err == nil && pos != nil {
+		return &Failure{Position: *pos, Reason: fmt.Sprintf("%s lies past the journal head at %d: it was written outside the chain", what, s.head.Position)}
+	}
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("integrity: %w", err)
+	}
+	err = s.tx.QueryRow(ctx, `SELECT position, what FROM (
+		    (SELECT p.position, 'a posting' AS what FROM postings p JOIN entries e ON e.position = p.position
+		      WHERE p.entry_id <> e.id ORDER BY 1 LIMIT 1)
+		    UNION ALL
+		    (SELECT m.position, 'a lot movement' FROM lot_movements m JOIN entries e ON e.position = m.position
+		      WHERE m.entry_id <> e.id ORDER BY 1 LIMIT 1)) r ORDER BY position LIMIT 1`).Scan(&pos, &what)
+	if err == nil && pos != nil {
+		return &Failure{Position: *pos, Reason: fmt.Sprintf("%s at this position names another entry", what)}
+	}
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("integrity: %w", err)
+	}
+	var lot string
+	err = s.tx.QueryRow(ctx, `SELECT l.id, l.position FROM lots l LEFT JOIN lot_movements m ON m.lot_id = l.id
+		GROUP BY l.id, l.position, l.remaining, l.expired, l.issuer, l.expires_at
+		HAVING l.remaining <> COALESCE(sum(m.points), 0)
+		    OR l.expired <> COALESCE(-sum(m.points) FILTER (WHERE m.reason = 'expire'), 0)
+		                    - COALESCE(sum(m.points) FILTER (WHERE m.reason = 'unexpire'), 0)
+		    OR count(*) FILTER (WHERE m.reason = 'earn') <> 1
+		    OR bool_or(m.issuer <> l.issuer)
+		    OR bool_or(m.reason = 'earn' AND m.expires_at IS DISTINCT FROM l.expires_at)
+		ORDER BY l.position, l.id LIMIT 1`).Scan(&lot, &pos)
+	if err == nil && pos != nil {
+		return &Failure{Position: *pos, Reason: fmt.Sprintf("lot %s (made here) is not what its lot movements say: its remaining, expired, issuer or expiry was changed", lot)}
+	}
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("integrity: %w", err)
+	}
+	return nil
 }
 
 func (s *snapshot) close(ctx context.Context) { _ = s.tx.Rollback(ctx) }

@@ -91,6 +91,7 @@ func VerifyDatabase(ctx context.Context, pool *pgxpool.Pool, o VerifyOptions) (*
 		to: snap.head.Position, toHash: snap.head.Hash, checkpoints: snap.checkpoints,
 		next:     func() (*ledger.Posted, error) { return p.next(ctx) },
 		balances: func(fn func(ledger.AccountBalance) error) error { return snap.balances(ctx, fn) },
+		finish:   func(int64) error { return snap.integrity(ctx) },
 	}
 	return verify(src, o)
 }
@@ -132,6 +133,10 @@ func verify(src *source, o VerifyOptions) (*Verification, error) {
 		e, err := src.next()
 		if errors.Is(err, io.EOF) {
 			break
+		}
+		var f *Failure
+		if errors.As(err, &f) {
+			return fail(f)
 		}
 		if err != nil {
 			return nil, err
@@ -201,6 +206,10 @@ func verify(src *source, o VerifyOptions) (*Verification, error) {
 			}
 			return nil
 		})
+		var f *Failure
+		if errors.As(err, &f) {
+			return fail(f)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -42,12 +43,31 @@ func (r *lineReader) read() error {
 	return nil
 }
 
-// decode decodes the current line into v, refusing unknown fields.
+// decode decodes the current line into v and refuses a line that is not exactly what the
+// export writes for v: an unknown field, a key repeated or in other case (which Go reads
+// one way and jq another), or other spacing. What verify checks is then what every
+// other tool reads.
 func (r *lineReader) decode(v any) error {
 	if err := json.Unmarshal(r.raw, v); err != nil {
 		return fmt.Errorf("export line %d (%s): %w", r.line, r.kind, err)
 	}
+	again, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("export line %d (%s): %w", r.line, r.kind, err)
+	}
+	if !bytes.Equal(again, bytes.TrimRight(r.raw, "\r\n")) {
+		return &Failure{Position: r.position(), Reason: fmt.Sprintf("export line %d (%s) is not as the export writes it: a field is unknown, repeated, in other case or reformatted", r.line, r.kind)}
+	}
 	return nil
+}
+
+// position returns the "position" field of the current line, or 0.
+func (r *lineReader) position() int64 {
+	var p struct {
+		Position int64 `json:"position"`
+	}
+	_ = json.Unmarshal(r.raw, &p)
+	return p.Position
 }
 
 // VerifyExport verifies a JSON-lines export exactly as VerifyDatabase verifies the
@@ -145,7 +165,17 @@ func VerifyExport(r io.Reader, o VerifyOptions) (*Verification, error) {
 			return fmt.Errorf("export line %d is a %q where the end record belongs", lr.line, lr.kind)
 		}
 		end = &EndRecord{}
-		return lr.decode(end)
+		if err := lr.decode(end); err != nil {
+			return err
+		}
+		// Nothing may follow the end: jq and hledger would read it, verify would not.
+		switch err := lr.read(); {
+		case err == nil:
+			return &Failure{Position: h.To, Reason: fmt.Sprintf("export line %d (%s) follows the end record", lr.line, lr.kind)}
+		case err != io.EOF:
+			return err
+		}
+		return nil
 	}
 	src.finish = func(entries int64) error {
 		if h.Complete {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/shopspring/decimal"
 	"time"
 
 	"github.com/gowebpki/jcs"
@@ -64,10 +65,10 @@ func CanonicalJSON(e *Posted, u Units) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.Postings[i] = canonicalPosting{Account: p.Account, Unit: p.Unit, Amount: p.Amount.StringFixed(scale)}
+		c.Postings[i] = canonicalPosting{Account: p.Account, Unit: p.Unit, Amount: AtScale(p.Amount, scale)}
 	}
 	for i, m := range e.Movements {
-		c.Movements[i] = canonicalMovement{Lot: m.Lot, Issuer: m.Issuer, Points: m.Points.StringFixed(u.PointsScale),
+		c.Movements[i] = canonicalMovement{Lot: m.Lot, Issuer: m.Issuer, Points: AtScale(m.Points, u.PointsScale),
 			Consumer: m.Consumer, Reason: m.Reason, Rate: m.Rate.String()}
 		if m.ExpiresAt != nil {
 			c.Movements[i].ExpiresAt = formatTime(*m.ExpiresAt)
@@ -89,6 +90,17 @@ func EntryHash(e *Posted, u Units) ([]byte, error) {
 	}
 	sum := sha256.Sum256(raw)
 	return sum[:], nil
+}
+
+// AtScale writes an amount with its unit's scale of decimals ("100.00"), or with all of
+// its own when it has more: the engine never writes such an amount, so one found in the
+// journal was changed behind its back, and writing it whole (never rounded) makes the
+// hash, and every export, show it.
+func AtScale(d decimal.Decimal, scale int32) string {
+	if !d.Equal(d.Truncate(scale)) {
+		return d.String()
+	}
+	return d.StringFixed(scale)
 }
 
 func formatTime(t time.Time) string { return t.UTC().Truncate(time.Microsecond).Format(TimeFormat) }
