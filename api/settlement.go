@@ -38,7 +38,7 @@ func (s *Server) runSettlement(c echo.Context) error {
 	if err != nil {
 		return writeError(c, err)
 	}
-	run, created, err := s.runs.Run(c.Request().Context(), day, actorOf(c), nil)
+	run, created, err := s.runs.Run(c.Request().Context(), day, nil)
 	if err != nil {
 		return writeError(c, err)
 	}
@@ -132,7 +132,7 @@ func (s *Server) confirmInstruction(c echo.Context) error {
 	if err != nil {
 		return writeError(c, err)
 	}
-	pay, confirmed, err := s.runs.Confirm(c.Request().Context(), day, c.Param("partner"), actorOf(c))
+	pay, confirmed, err := s.runs.Confirm(c.Request().Context(), day, c.Param("partner"))
 	if err != nil {
 		return writeError(c, err)
 	}

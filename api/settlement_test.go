@@ -37,7 +37,7 @@ func (e *env) settled() string {
 			e.t.Fatal(err)
 		}
 	}
-	if _, _, err := e.srv.runs.Run(ctx, day, "test", nil); err != nil {
+	if _, _, err := e.srv.runs.Run(ctx, day, nil); err != nil {
 		e.t.Fatal(err)
 	}
 	return day.String()

@@ -13,7 +13,7 @@ import (
 func TestRunIsCheckpointedAndAudited(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	ctx := context.Background()
+	ctx := audit.WithActor(context.Background(), "key:k1 (operator)")
 	_, key, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -21,7 +21,7 @@ func TestRunIsCheckpointedAndAudited(t *testing.T) {
 	f.runs.WithCheckpointer(audit.NewCheckpointer(f.pool, key, f.clock))
 	f.day(t)
 	f.nextMorning(day0)
-	if _, _, err := f.runs.Run(ctx, day0, "key:k1 (operator)", nil); err != nil {
+	if _, _, err := f.runs.Run(ctx, day0, nil); err != nil {
 		t.Fatal(err)
 	}
 	cps, err := audit.Checkpoints(ctx, f.pool, 0, 10)
@@ -31,14 +31,15 @@ func TestRunIsCheckpointedAndAudited(t *testing.T) {
 	if err := cps[0].Verify(key.Public().(ed25519.PublicKey)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := f.runs.Confirm(ctx, day0, "fuel", "key:k1 (operator)"); err != nil {
+	if _, _, err := f.runs.Confirm(ctx, day0, "fuel"); err != nil {
 		t.Fatal(err)
 	}
-	// A second run and a second confirmation record nothing.
-	if _, _, err := f.runs.Run(ctx, day0, "key:k2 (operator)", nil); err != nil {
+	// A second run and a second confirmation, by another key, record nothing.
+	other := audit.WithActor(context.Background(), "key:k2 (operator)")
+	if _, _, err := f.runs.Run(other, day0, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := f.runs.Confirm(ctx, day0, "fuel", "key:k2 (operator)"); err != nil {
+	if _, _, err := f.runs.Confirm(other, day0, "fuel"); err != nil {
 		t.Fatal(err)
 	}
 	all, err := audit.Log(ctx, f.pool, 0, 100, "")

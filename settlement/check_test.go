@@ -13,7 +13,7 @@ func TestCheckFindsAForgedConfirmation(t *testing.T) {
 	ctx := context.Background()
 	f.day(t)
 	f.nextMorning(day0)
-	if _, _, err := f.runs.Run(ctx, day0, "test", nil); err != nil {
+	if _, _, err := f.runs.Run(ctx, day0, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.pool.Exec(ctx, `ALTER TABLE settlement_instructions DISABLE TRIGGER USER;

@@ -6,8 +6,7 @@ import (
 	"github.com/coalitionledger/coalition/ledger"
 )
 
-// Day is a business date in the coalition's time zone, such as 2026-11-22. The zero Day
-// is no day.
+// Day is a business date in the coalition's time zone, such as 2026-11-22.
 type Day struct{ t time.Time } // midnight UTC of the date, so that arithmetic is civil
 
 // ParseDay reads a business date written YYYY-MM-DD.
@@ -27,9 +26,6 @@ func DayOf(t time.Time, loc *time.Location) Day {
 
 // String writes the day as YYYY-MM-DD.
 func (d Day) String() string { return d.t.Format(time.DateOnly) }
-
-// IsZero reports whether d is the zero Day.
-func (d Day) IsZero() bool { return d.t.IsZero() }
 
 // Next returns the following day.
 func (d Day) Next() Day { return Day{d.t.AddDate(0, 0, 1)} }

@@ -60,7 +60,7 @@ func TestDSTMidnightGapNeitherDropsAnHourNorWedgesSettlement(t *testing.T) {
 	f.earn(t, "fuel", "m2", "1000", &late) // 23:30 Saturday, recorded at once
 
 	f.setNow(time.Date(2026, 9, 6, 10, 0, 0, 0, santiago))
-	run, _, err := f.runs.Run(ctx, sat, "test", nil)
+	run, _, err := f.runs.Run(ctx, sat, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,10 +68,10 @@ func TestDSTMidnightGapNeitherDropsAnHourNorWedgesSettlement(t *testing.T) {
 		t.Errorf("the run of Saturday settled %d entries, want 2: the 23:30 earn (recorded before the cut-off) is left out", run.Entries)
 	}
 	f.setNow(time.Date(2026, 9, 7, 10, 0, 0, 0, santiago))
-	if _, _, err := f.runs.Run(ctx, sun, "test", nil); err != nil {
+	if _, _, err := f.runs.Run(ctx, sun, nil); err != nil {
 		t.Errorf("the run of Sunday fails, and so will every night after it: %v", err)
 	}
-	if due, err := f.runs.SettleDue(ctx, "scheduler", nil); err != nil {
+	if due, err := f.runs.SettleDue(ctx, nil); err != nil {
 		t.Errorf("the scheduler's catch-up fails too (%d runs): %v", len(due), err)
 	}
 }

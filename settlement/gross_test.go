@@ -34,7 +34,7 @@ func TestGrossMatrixOfACaptureThatRepaysADebt(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.nextMorning(day0)
-	run, _, err := f.runs.Run(ctx, day0, "test", nil)
+	run, _, err := f.runs.Run(ctx, day0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,19 +45,6 @@ var skipped = map[ledger.EntryKind]bool{
 	ledger.EntryPayment:    true,
 }
 
-// Positions sums the money legs of entries into each partner's settlement position and
-// derives the gross bilateral matrix and the bilateral nets from them: a Tally of the
-// entries, without fees.
-func Positions(entries []ledger.Posted) (Exposure, error) {
-	t := NewTally()
-	for i := range entries {
-		if err := t.Add(&entries[i], decimal.Zero); err != nil {
-			return Exposure{}, err
-		}
-	}
-	return t.Exposure(), nil
-}
-
 // Tally accumulates a run's entries one at a time, in constant memory per partner (a
 // run reads a day of journal as a stream): the partners' settlement positions, the gross
 // bilateral matrix, the points each partner issued and took, and the unrounded fees.
@@ -253,7 +240,7 @@ func (t *Tally) Exposure() Exposure {
 	return ex
 }
 
-// match pairs one entry's debtors with its creditors as Positions documents.
+// match pairs one consumption's debtors with its creditors as Tally documents.
 func match(parties map[string]decimal.Decimal) []Obligation {
 	var debtors, creditors []string
 	for p, amt := range parties {

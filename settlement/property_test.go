@@ -71,13 +71,13 @@ func TestSettledDaysLeaveNothingBehind(t *testing.T) {
 				}
 			}
 			if rapid.IntRange(0, 5).Draw(rt, "scheduler tick") == 0 {
-				if _, err := f.runs.SettleDue(ctx, "scheduler", nil); err != nil {
+				if _, err := f.runs.SettleDue(ctx, nil); err != nil {
 					rt.Fatal(err)
 				}
 			}
 		}
 		f.setNow(settlement.DayOf(f.now, moscow).End(moscow).Add(time.Minute))
-		if _, err := f.runs.SettleDue(ctx, "scheduler", nil); err != nil {
+		if _, err := f.runs.SettleDue(ctx, nil); err != nil {
 			rt.Fatal(err)
 		}
 		list, err := f.runs.List(ctx, 1000)

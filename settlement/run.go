@@ -112,22 +112,13 @@ func (r *Runs) settings(ctx context.Context) (runContext, error) {
 	return runContext{loc: loc, scales: Scales{Currency: c.Currency, Money: scale, Points: c.PointsScale}, hour: h, minute: m}, nil
 }
 
-// Today returns the business date it is now in the coalition's time zone.
-func (r *Runs) Today(ctx context.Context) (Day, error) {
-	rc, err := r.settings(ctx)
-	if err != nil {
-		return Day{}, err
-	}
-	return DayOf(r.now(), rc.loc), nil
-}
-
-// Run settles day exactly once: the first call posts the run's fees and moves, writes
+// Run settles day exactly once, as the actor ctx carries (audit.WithActor): the first call posts the run's fees and moves, writes
 // its instructions and its report, all in one transaction, and answers created; a later
 // call, or one that waited for a concurrent run of the same day, posts nothing and
 // answers the run that exists. A run needs the day to be over and the day before it to
 // be settled, unless nothing happened before it. progress, if not nil, is told how much
 // of the day has been read.
-func (r *Runs) Run(ctx context.Context, day Day, actor string, progress Progress) (*Run, bool, error) {
+func (r *Runs) Run(ctx context.Context, day Day, progress Progress) (*Run, bool, error) {
 	rc, err := r.settings(ctx)
 	if err != nil {
 		return nil, false, err
@@ -175,7 +166,7 @@ func (r *Runs) Run(ctx context.Context, day Day, actor string, progress Progress
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO settlement_runs (business_date, cutoff, previous_cutoff, currency, report, created_at, created_by)
 			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			day.String(), w.Cutoff, w.PreviousCutoff, rc.scales.Currency, report, r.now().UTC(), actor); err != nil {
+			day.String(), w.Cutoff, w.PreviousCutoff, rc.scales.Currency, report, r.now().UTC(), audit.ActorOf(ctx)); err != nil {
 			return err
 		}
 		var ps, dirs []string
@@ -188,7 +179,7 @@ func (r *Runs) Run(ctx context.Context, day Day, actor string, progress Progress
 			return err
 		}
 		t := out.Report.Totals
-		if err := audit.Record(ctx, tx, actor, audit.ActionSettlementRun, map[string]any{
+		if err := audit.RecordAs(ctx, tx, audit.ActionSettlementRun, map[string]any{
 			"business_date": day.String(), "previous_cutoff": w.PreviousCutoff, "cutoff": w.Cutoff, "entries": out.Report.Entries,
 			"instructions": t.Instructions, "received": t.Received, "paid": t.Paid, "fees": t.Fees, "currency": rc.scales.Currency,
 		}); err != nil {
@@ -430,7 +421,7 @@ func (r *Runs) List(ctx context.Context, limit int) ([]Summary, error) {
 // operator:bank (a partner that pays: Dr operator:bank, Cr its in_settlement; one that
 // is paid: the other way round) and answers the payment and true. Confirming again
 // posts nothing and answers the same payment and false.
-func (r *Runs) Confirm(ctx context.Context, day Day, partner, actor string) (*Payment, bool, error) {
+func (r *Runs) Confirm(ctx context.Context, day Day, partner string) (*Payment, bool, error) {
 	confirmed := false
 	err := pg.InTx(ctx, r.pool, func(tx pgx.Tx) error {
 		confirmed = false
@@ -457,7 +448,7 @@ func (r *Runs) Confirm(ctx context.Context, day Day, partner, actor string) (*Pa
 			bank.Amount, owed.Amount = bank.Amount.Neg(), owed.Amount.Neg()
 		}
 		meta, _ := json.Marshal(map[string]any{"payment": map[string]any{
-			"business_date": day.String(), "partner": partner, "direction": dir, "confirmed_by": actor}})
+			"business_date": day.String(), "partner": partner, "direction": dir, "confirmed_by": audit.ActorOf(ctx)}})
 		posted, err := r.ledger.PostAllIn(ctx, tx, []ledger.Entry{{
 			Kind: ledger.EntryPayment, Partner: ledger.OperatorIssuer, Reference: day.String() + "/" + partner,
 			BusinessTime: r.now().UTC().Truncate(time.Microsecond), Metadata: meta, Postings: []ledger.Posting{bank, owed},
@@ -469,7 +460,7 @@ func (r *Runs) Confirm(ctx context.Context, day Day, partner, actor string) (*Pa
 			WHERE business_date = $1 AND partner_id = $2`, day.String(), partner, posted[0].RecordedAt, posted[0].ID); err != nil {
 			return err
 		}
-		if err := audit.Record(ctx, tx, actor, audit.ActionInstructionConfirmed, map[string]any{
+		if err := audit.RecordAs(ctx, tx, audit.ActionInstructionConfirmed, map[string]any{
 			"business_date": day.String(), "partner": partner, "direction": dir, "amount": amount.String(),
 			"currency": currency, "payment_entry": posted[0].ID,
 		}); err != nil {
@@ -497,13 +488,8 @@ func (r *Runs) Confirm(ctx context.Context, day Day, partner, actor string) (*Pa
 	return nil, false, fmt.Errorf("confirm the instruction of %s for %s: it vanished", day, partner)
 }
 
-// Due returns the days that are over and not settled yet, in order: from the day after
+// due returns the days that are over and not settled yet, in order: from the day after
 // the last run (or the journal's first business day) up to yesterday.
-func (r *Runs) Due(ctx context.Context) ([]Day, error) {
-	days, _, err := r.due(ctx)
-	return days, err
-}
-
 func (r *Runs) due(ctx context.Context) ([]Day, runContext, error) {
 	rc, err := r.settings(ctx)
 	if err != nil {
@@ -533,17 +519,17 @@ func (r *Runs) due(ctx context.Context) ([]Day, runContext, error) {
 
 // SettleDue settles every day that is over and not settled yet, in order, and returns the
 // runs it made; done, if not nil, is told of each run as it commits.
-func (r *Runs) SettleDue(ctx context.Context, actor string, done func(*Run)) ([]*Run, error) {
+func (r *Runs) SettleDue(ctx context.Context, done func(*Run)) ([]*Run, error) {
 	due, _, err := r.due(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return r.settle(ctx, due, actor, done)
+	return r.settle(ctx, due, done)
 }
 
 // SettleScheduled is SettleDue for the days whose settlement time has come: the
 // coalition's settlement_time on the day after them (Day.SettlesAt).
-func (r *Runs) SettleScheduled(ctx context.Context, actor string, done func(*Run)) ([]*Run, error) {
+func (r *Runs) SettleScheduled(ctx context.Context, done func(*Run)) ([]*Run, error) {
 	due, rc, err := r.due(ctx)
 	if err != nil {
 		return nil, err
@@ -553,13 +539,13 @@ func (r *Runs) SettleScheduled(ctx context.Context, actor string, done func(*Run
 	for n < len(due) && !due[n].SettlesAt(rc.hour, rc.minute, rc.loc).After(now) {
 		n++
 	}
-	return r.settle(ctx, due[:n], actor, done)
+	return r.settle(ctx, due[:n], done)
 }
 
-func (r *Runs) settle(ctx context.Context, days []Day, actor string, done func(*Run)) ([]*Run, error) {
+func (r *Runs) settle(ctx context.Context, days []Day, done func(*Run)) ([]*Run, error) {
 	var runs []*Run
 	for _, d := range days {
-		run, created, err := r.Run(ctx, d, actor, nil)
+		run, created, err := r.Run(ctx, d, nil)
 		if err != nil {
 			return runs, err
 		}

@@ -166,7 +166,7 @@ func TestRunSettlesADayByHand(t *testing.T) {
 	ctx := context.Background()
 	f.day(t)
 	f.nextMorning(day0)
-	run, created, err := f.runs.Run(ctx, day0, "test", nil)
+	run, created, err := f.runs.Run(ctx, day0, nil)
 	if err != nil || !created {
 		t.Fatalf("run: %v %v", created, err)
 	}
@@ -210,7 +210,7 @@ func TestRunSettlesADayByHand(t *testing.T) {
 	}
 	// Exactly once: a second call answers the same run and posts nothing.
 	head := f.head(t)
-	again, created, err := f.runs.Run(ctx, day0, "test", nil)
+	again, created, err := f.runs.Run(ctx, day0, nil)
 	if err != nil || created || !reflect.DeepEqual(again.Report, run.Report) || f.head(t) != head {
 		t.Fatalf("second run: created %v, err %v, head %d → %d", created, err, head, f.head(t))
 	}
@@ -254,7 +254,7 @@ func TestRunExactlyOnceUnderConcurrentStarts(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			runs[i], created[i], errs[i] = f.runs.Run(context.Background(), day0, "test", nil)
+			runs[i], created[i], errs[i] = f.runs.Run(context.Background(), day0, nil)
 		}()
 	}
 	wg.Wait()
@@ -288,7 +288,7 @@ func TestRunCrashLeavesNothing(t *testing.T) {
 	f.nextMorning(day0)
 	head := f.head(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	_, _, err := f.runs.Run(ctx, day0, "test", func(done, total int64) { cancel() })
+	_, _, err := f.runs.Run(ctx, day0, func(done, total int64) { cancel() })
 	if err == nil {
 		t.Fatal("a run cancelled mid-way succeeded")
 	}
@@ -299,7 +299,7 @@ func TestRunCrashLeavesNothing(t *testing.T) {
 	if runs != 0 || f.head(t) != head {
 		t.Fatalf("after the crash: %d runs, head %d → %d", runs, head, f.head(t))
 	}
-	due, err := f.runs.SettleDue(context.Background(), "scheduler", nil)
+	due, err := f.runs.SettleDue(context.Background(), nil)
 	if err != nil || len(due) != 1 || due[0].Totals.Received != "41.00" {
 		t.Fatalf("the next start: %+v %v", due, err)
 	}
@@ -317,7 +317,7 @@ func TestLateEntriesGoToTheNextRun(t *testing.T) {
 	early := day0.End(moscow).Add(10 * time.Minute)
 	f.earn(t, "shop", "m2", "500", &early)
 	f.setNow(day0.End(moscow).Add(time.Hour))
-	run0, _, err := f.runs.Run(ctx, day0, "test", nil)
+	run0, _, err := f.runs.Run(ctx, day0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +329,7 @@ func TestLateEntriesGoToTheNextRun(t *testing.T) {
 	f.earn(t, "solo", "m3", "300", &late)
 	day1 := day0.Next()
 	f.setNow(day1.End(moscow).Add(2 * time.Hour))
-	run1, _, err := f.runs.Run(ctx, day1, "test", nil)
+	run1, _, err := f.runs.Run(ctx, day1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,23 +357,19 @@ func TestRunsGoDayAfterDay(t *testing.T) {
 		}
 		return ""
 	}
-	if _, _, err := f.runs.Run(ctx, day0, "test", nil); code(err) != settlement.CodeDayNotOver {
+	if _, _, err := f.runs.Run(ctx, day0, nil); code(err) != settlement.CodeDayNotOver {
 		t.Fatalf("a run of today: %v", err)
 	}
 	f.day(t)
 	f.setNow(day0.Next().Next().End(moscow).Add(time.Hour)) // two days later
-	if _, _, err := f.runs.Run(ctx, day0.Next(), "test", nil); code(err) != settlement.CodePreviousDayUnsettled {
+	if _, _, err := f.runs.Run(ctx, day0.Next(), nil); code(err) != settlement.CodePreviousDayUnsettled {
 		t.Fatalf("a run past an unsettled day: %v", err)
 	}
-	due, err := f.runs.Due(ctx)
-	if err != nil || len(due) != 3 || !due[0].Equal(day0) {
-		t.Fatalf("due %v %v", due, err)
-	}
-	made, err := f.runs.SettleDue(ctx, "scheduler", nil)
-	if err != nil || len(made) != 3 || made[1].Entries != 0 || len(made[1].Instructions) != 0 {
+	made, err := f.runs.SettleDue(ctx, nil)
+	if err != nil || len(made) != 3 || made[0].BusinessDate != day0.String() || made[1].Entries != 0 || len(made[1].Instructions) != 0 {
 		t.Fatalf("settle due: %v %v", len(made), err)
 	}
-	if _, _, err := f.runs.Run(ctx, day0.Prev(), "test", nil); code(err) != settlement.CodeBeforeFirstRun {
+	if _, _, err := f.runs.Run(ctx, day0.Prev(), nil); code(err) != settlement.CodeBeforeFirstRun {
 		t.Fatalf("a run before the first: %v", err)
 	}
 	if _, err := f.runs.Get(ctx, day0.Prev()); code(err) != ledger.CodeNotFound {
@@ -400,7 +396,7 @@ func TestConfirmPostsThroughTheBank(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.nextMorning(day0)
-	run, _, err := f.runs.Run(ctx, day0, "test", nil)
+	run, _, err := f.runs.Run(ctx, day0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +408,7 @@ func TestConfirmPostsThroughTheBank(t *testing.T) {
 		t.Fatalf("totals %+v", tt)
 	}
 	for _, p := range []string{"fuel", "shop", "solo"} {
-		pay, confirmed, err := f.runs.Confirm(ctx, day0, p, "operator-key")
+		pay, confirmed, err := f.runs.Confirm(ctx, day0, p)
 		if err != nil || !confirmed || pay.Status != settlement.PaymentConfirmed || pay.PaymentEntry == "" || pay.ConfirmedAt == nil {
 			t.Fatalf("confirm %s: %+v %v %v", p, pay, confirmed, err)
 		}
@@ -424,7 +420,7 @@ func TestConfirmPostsThroughTheBank(t *testing.T) {
 		t.Errorf("operator:bank %s, want −9: received 40, paid 49", b)
 	}
 	head := f.head(t)
-	again, confirmed, err := f.runs.Confirm(ctx, day0, "shop", "operator-key")
+	again, confirmed, err := f.runs.Confirm(ctx, day0, "shop")
 	if err != nil || confirmed || again.Status != settlement.PaymentConfirmed || f.head(t) != head {
 		t.Fatalf("a second confirmation: %+v %v %v", again, confirmed, err)
 	}
@@ -432,7 +428,7 @@ func TestConfirmPostsThroughTheBank(t *testing.T) {
 		day     settlement.Day
 		partner string
 	}{{day0, "nobody"}, {day0.Next(), "fuel"}} {
-		if _, _, err := f.runs.Confirm(ctx, tc.day, tc.partner, "x"); ledger.ErrorCode(err) != ledger.CodeNotFound {
+		if _, _, err := f.runs.Confirm(ctx, tc.day, tc.partner); ledger.ErrorCode(err) != ledger.CodeNotFound {
 			t.Errorf("confirm %s %s: %v, want not_found", tc.day, tc.partner, err)
 		}
 	}
@@ -449,7 +445,7 @@ func TestCheckFindsATamperedRun(t *testing.T) {
 	ctx := context.Background()
 	f.day(t)
 	f.nextMorning(day0)
-	if _, _, err := f.runs.Run(ctx, day0, "test", nil); err != nil {
+	if _, _, err := f.runs.Run(ctx, day0, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.pool.Exec(ctx, `ALTER TABLE settlement_runs DISABLE TRIGGER USER;
@@ -472,11 +468,11 @@ func TestSettleScheduledWaitsForTheSettlementTime(t *testing.T) {
 	ctx := context.Background()
 	f.day(t)
 	f.setNow(day0.End(moscow).Add(time.Hour + 59*time.Minute))
-	if made, err := f.runs.SettleScheduled(ctx, "scheduler", nil); err != nil || len(made) != 0 {
+	if made, err := f.runs.SettleScheduled(ctx, nil); err != nil || len(made) != 0 {
 		t.Fatalf("at 01:59: %d runs, %v", len(made), err)
 	}
 	f.setNow(day0.End(moscow).Add(2 * time.Hour))
-	if made, err := f.runs.SettleScheduled(ctx, "scheduler", nil); err != nil || len(made) != 1 || made[0].BusinessDate != "2026-06-10" {
+	if made, err := f.runs.SettleScheduled(ctx, nil); err != nil || len(made) != 1 || made[0].BusinessDate != "2026-06-10" {
 		t.Fatalf("at 02:00: %+v, %v", made, err)
 	}
 }

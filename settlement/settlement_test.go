@@ -78,7 +78,7 @@ func TestPositionsAndMatrix(t *testing.T) {
 			money(settle("a"), "5.00"), money("operator:fees", "-5.00"),
 		}},
 	}
-	ex, err := Positions(entries)
+	ex, err := positions(entries)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func render(os []Obligation) []string {
 
 func TestPositionsManyToMany(t *testing.T) {
 	t.Parallel()
-	ex, err := Positions([]ledger.Posted{{ID: "adj", Kind: ledger.EntryAdjustment, Postings: []ledger.Posting{
+	ex, err := positions([]ledger.Posted{{ID: "adj", Kind: ledger.EntryAdjustment, Postings: []ledger.Posting{
 		money(settle("a"), "3"), money(settle("b"), "1"), money(settle("c"), "-2"), money(settle("d"), "-2"),
 	}}})
 	if err != nil {
@@ -131,7 +131,7 @@ func TestPositionsRefuses(t *testing.T) {
 		"two moneys":  {ID: "x", Kind: ledger.EntryRedemption, Postings: []ledger.Posting{money(settle("a"), "1"), {Account: settle("b"), Unit: "USD", Amount: d("-1")}}},
 		"bad account": {ID: "x", Kind: ledger.EntryRedemption, Postings: []ledger.Posting{money("partner:a:wallet", "1"), money(settle("b"), "-1")}},
 	} {
-		if _, err := Positions([]ledger.Posted{e}); err == nil {
+		if _, err := positions([]ledger.Posted{e}); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}
@@ -141,41 +141,41 @@ func TestFees(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name  string
-		items []FeeItem
+		items []feeItem
 		want  map[string]string
 	}{
 		{
 			// 3 × 0.0015 = 0.0045 each: rounded per item it would be 0.00 three times;
 			// rounded once over the partner's run it is 0.0135 → 0.01.
 			name:  "rounded once per partner, not per earn",
-			items: []FeeItem{{"a", d("3"), d("0.0015")}, {"a", d("3"), d("0.0015")}, {"a", d("3"), d("0.0015")}},
+			items: []feeItem{{"a", d("3"), d("0.0015")}, {"a", d("3"), d("0.0015")}, {"a", d("3"), d("0.0015")}},
 			want:  map[string]string{"a": "0.01"},
 		},
 		{
 			name:  "half up",
-			items: []FeeItem{{"a", d("1"), d("0.005")}, {"b", d("1"), d("0.0049")}, {"c", d("5"), d("0.003")}},
+			items: []feeItem{{"a", d("1"), d("0.005")}, {"b", d("1"), d("0.0049")}, {"c", d("5"), d("0.003")}},
 			want:  map[string]string{"a": "0.01", "c": "0.02"},
 		},
 		{
 			name:  "each earn at its own fee_per_point, reversals subtract",
-			items: []FeeItem{{"a", d("100"), d("0.01")}, {"a", d("100"), d("0.02")}, {"a", d("-50"), d("0.01")}},
+			items: []feeItem{{"a", d("100"), d("0.01")}, {"a", d("100"), d("0.02")}, {"a", d("-50"), d("0.01")}},
 			want:  map[string]string{"a": "2.50"},
 		},
 		{
 			name:  "negative total is a credit, rounded as its mirror",
-			items: []FeeItem{{"a", d("10"), d("0.01")}, {"a", d("-101"), d("0.005")}, {"b", d("-1"), d("0.005")}},
+			items: []feeItem{{"a", d("10"), d("0.01")}, {"a", d("-101"), d("0.005")}, {"b", d("-1"), d("0.005")}},
 			want:  map[string]string{"a": "-0.41", "b": "-0.01"},
 		},
 		{
 			name:  "nothing charged",
-			items: []FeeItem{{"a", d("10"), d("0")}, {"b", d("10"), d("0.01")}, {"b", d("-10"), d("0.01")}},
+			items: []feeItem{{"a", d("10"), d("0")}, {"b", d("10"), d("0.01")}, {"b", d("-10"), d("0.01")}},
 			want:  map[string]string{},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := Fees(tt.items, 2)
+			got, err := fees(tt.items)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -187,12 +187,45 @@ func TestFees(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Fees([]FeeItem{{"a", d("1"), d("-0.01")}}, 2); err == nil {
+	if _, err := fees([]feeItem{{"a", d("1"), d("-0.01")}}); err == nil {
 		t.Error("negative fee_per_point: no error")
 	}
-	if _, err := Fees([]FeeItem{{"", d("1"), d("0.01")}}, 2); err == nil {
-		t.Error("no partner: no error")
+}
+
+// feeItem is an earn (or, with negative points, an earn reversal) of a partner at a
+// fee_per_point.
+type feeItem struct {
+	partner             string
+	points, feePerPoint decimal.Decimal
+}
+
+// fees tallies the items as earn entries and returns the run's fees at the cent.
+func fees(items []feeItem) (map[string]decimal.Decimal, error) {
+	t := NewTally()
+	for i, it := range items {
+		kind := ledger.EntryEarn
+		if it.points.IsNegative() {
+			kind = ledger.EntryEarnReversal
+		}
+		e := ledger.Posted{ID: fmt.Sprint("f", i), Kind: kind, Partner: it.partner, Postings: []ledger.Posting{
+			pts(ledger.PartnerAccount(it.partner, "issued"), it.points.String()), pts("member:m1", it.points.Neg().String())}}
+		if err := t.Add(&e, it.feePerPoint); err != nil {
+			return nil, err
+		}
 	}
+	day, _ := ParseDay("2026-06-10")
+	return Settle(t, Window{Day: day}, nil, Scales{Currency: "EUR", Money: 2}).Fees, nil
+}
+
+// positions is the Tally of entries without fees.
+func positions(entries []ledger.Posted) (Exposure, error) {
+	t := NewTally()
+	for i := range entries {
+		if err := t.Add(&entries[i], decimal.Zero); err != nil {
+			return Exposure{}, err
+		}
+	}
+	return t.Exposure(), nil
 }
 
 func TestNet(t *testing.T) {
@@ -271,18 +304,18 @@ func TestRunFromEntries(t *testing.T) {
 		redemption("r6", "self", map[string]string{"self": "1.00"}),
 		redemption("r7", "b", map[string]string{"c": "1.25"}),
 	}
-	ex, err := Positions(entries)
+	ex, err := positions(entries)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fees, err := Fees([]FeeItem{
+	charged, err := fees([]feeItem{
 		{"self", d("1000"), d("0.001")}, {"self", d("5"), d("0.001")}, // 1.005 → 1.01
 		{"a", d("200"), d("0.0025")}, // 0.50
-	}, 2)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := renderInstructions(Net(ex.Positions, fees))
+	got := renderInstructions(Net(ex.Positions, charged))
 	want := []string{"a pay_operator 0.50", "b paid_by_operator 1.25", "c pay_operator 1.25", "self pay_operator 1.01"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("instructions %v, want %v", got, want)
@@ -376,7 +409,7 @@ func TestPositionsMatchMatrix(t *testing.T) {
 			}
 			entries = append(entries, e)
 		}
-		ex, err := Positions(entries)
+		ex, err := positions(entries)
 		if err != nil {
 			rt.Fatal(err)
 		}

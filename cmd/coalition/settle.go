@@ -60,7 +60,7 @@ func settle(ctx context.Context, fs *flag.FlagSet, args []string,
 		}
 		switch {
 		case *due:
-			made, err := runs.SettleDue(ctx, "command line", func(r *settlement.Run) {
+			made, err := runs.SettleDue(ctx, func(r *settlement.Run) {
 				fmt.Fprintf(stdout, "settled %s: %d entries, %d instructions, fees %s %s\n",
 					r.BusinessDate, r.Entries, r.Totals.Instructions, r.Totals.Fees, r.Currency)
 			})
@@ -85,7 +85,7 @@ func settle(ctx context.Context, fs *flag.FlagSet, args []string,
 			fmt.Fprintf(stdout, "the run of %s matches the journal: %d figures re-derived, all equal\n", day, c.Figures)
 			return nil
 		case *confirm != "":
-			pay, confirmed, err := runs.Confirm(ctx, day, *confirm, "command line")
+			pay, confirmed, err := runs.Confirm(ctx, day, *confirm)
 			if err != nil {
 				return err
 			}
@@ -98,7 +98,7 @@ func settle(ctx context.Context, fs *flag.FlagSet, args []string,
 			return nil
 		}
 		m := newMeter(stderr, "settling "+day.String()+", entries read")
-		run, created, err := runs.Run(ctx, day, "command line", m.Update)
+		run, created, err := runs.Run(ctx, day, m.Update)
 		m.Done()
 		if err != nil {
 			return err

@@ -243,7 +243,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, w io.Writer, opts Options) err
 	fmt.Fprintf(w, "  %d journal entries in %s (%.0f a second)\n", head.Position, took.Round(100*time.Millisecond), float64(head.Position)/took.Seconds())
 
 	fmt.Fprintf(w, "\nThe night's settlement:\n\n")
-	run, _, err := runs.Run(ctx, day, "demo", nil)
+	run, _, err := runs.Run(ctx, day, nil)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
 
+	"github.com/coalitionledger/coalition/audit"
 	"github.com/coalitionledger/coalition/ledger"
 	"github.com/coalitionledger/coalition/partners"
 	"github.com/coalitionledger/coalition/settlement"
@@ -54,6 +55,7 @@ func New(ctx context.Context, l *ledger.Ledger, log *zap.Logger, now func() time
 // that a server that was down at night, or crashed mid-run, catches up. A change of
 // settlement_time or time_zone is picked up within five minutes.
 func (s *Scheduler) WithSettlement(ctx context.Context, runs *settlement.Runs, store *partners.Store) *Scheduler {
+	ctx = audit.WithActor(ctx, "scheduler")
 	logRun := func(r *settlement.Run) {
 		s.log.Info("settled", zap.String("business_date", r.BusinessDate), zap.Int("entries", r.Entries),
 			zap.Int64("cutoff", r.Cutoff), zap.Int("instructions", r.Totals.Instructions),
@@ -71,12 +73,12 @@ func (s *Scheduler) WithSettlement(ctx context.Context, runs *settlement.Runs, s
 		}
 	}
 	scheduled := guarded(s.wrap(ctx, "settlement", func(ctx context.Context, _ time.Time) (int, error) {
-		made, err := runs.SettleScheduled(ctx, "scheduler", logRun)
+		made, err := runs.SettleScheduled(ctx, logRun)
 		return len(made), err
 	}, time.Now))
 	s.settle = scheduled
 	s.catchUp = guarded(s.wrap(ctx, "settlement-catch-up", func(ctx context.Context, _ time.Time) (int, error) {
-		made, err := runs.SettleDue(ctx, "scheduler", logRun)
+		made, err := runs.SettleDue(ctx, logRun)
 		return len(made), err
 	}, time.Now))
 	if _, err := s.cron.AddFunc("@every 15m", scheduled); err != nil {
