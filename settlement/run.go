@@ -263,15 +263,7 @@ type queryer interface {
 // decides each entry by its business date, so that a time zone's odd days (a midnight
 // that a daylight-saving change skips or repeats) never make the query and the rule
 // disagree. The kinds a run posts are left out; the tally would skip them anyway.
-const runEntries = `
-WITH run AS (
-    SELECT position, id, kind, business_time, metadata, reverses FROM entries
-     WHERE position > $1 AND position <= $2 AND business_time < $4
-       AND kind NOT IN ('fee', 'settlement', 'payment')
-    UNION ALL
-    SELECT position, id, kind, business_time, metadata, reverses FROM entries
-     WHERE position <= $1 AND business_time >= $3 AND business_time < $4
-       AND kind NOT IN ('fee', 'settlement', 'payment'))
+const runEntries = `WITH run AS (` + runCandidates + `)
 SELECT r.position, r.id, r.kind, r.business_time,
        COALESCE(CASE r.kind WHEN 'earn' THEN r.metadata #>> '{pricing,fee_per_point}'
                             WHEN 'earn_reversal' THEN o.metadata #>> '{pricing,fee_per_point}' END, '0')::numeric,
@@ -281,12 +273,22 @@ SELECT r.position, r.id, r.kind, r.business_time,
   LEFT JOIN postings p ON p.position = r.position
  ORDER BY r.position, p.seq`
 
+// runCandidates is the entries half of runEntries, which progress counts alone.
+const runCandidates = `
+    SELECT position, id, kind, business_time, metadata, reverses FROM entries
+     WHERE position > $1 AND position <= $2 AND business_time < $4
+       AND kind NOT IN ('fee', 'settlement', 'payment')
+    UNION ALL
+    SELECT position, id, kind, business_time, metadata, reverses FROM entries
+     WHERE position <= $1 AND business_time >= $3 AND business_time < $4
+       AND kind NOT IN ('fee', 'settlement', 'payment')`
+
 // derive reads a window's entries from the database and computes the run's outcome.
 func derive(ctx context.Context, q queryer, w Window, rc runContext, progress Progress) (*Outcome, error) {
 	start, end := w.Day.Prev().Start(rc.loc), w.Day.Next().End(rc.loc)
 	var total int64
 	if progress != nil {
-		if err := q.QueryRow(ctx, `SELECT count(DISTINCT position) FROM (`+runEntries+`) s`, w.PreviousCutoff, w.Cutoff, start, end).Scan(&total); err != nil {
+		if err := q.QueryRow(ctx, `SELECT count(*) FROM (`+runCandidates+`) s`, w.PreviousCutoff, w.Cutoff, start, end).Scan(&total); err != nil {
 			return nil, fmt.Errorf("count the entries of %s: %w", w.Day, err)
 		}
 	}
