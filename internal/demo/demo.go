@@ -273,8 +273,9 @@ func Run(ctx context.Context, pool *pgxpool.Pool, w io.Writer, opts Options) err
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\nTrial balance at position %d (the accounts of the %d members who took part summed on one line):\n\n", tb.Position, countMembers(tb))
-	if err := foldMembers(tb).WriteTable(w); err != nil {
+	folded, inTrial := foldMembers(tb)
+	fmt.Fprintf(w, "\nTrial balance at position %d (the accounts of the %d members who took part summed on one line):\n\n", tb.Position, inTrial)
+	if err := folded.WriteTable(w); err != nil {
 		return err
 	}
 	if err := l.VerifyChain(ctx, nil); err != nil {
@@ -323,26 +324,18 @@ func enrol(ctx context.Context, svc *partners.Service, n int) ([]member, error) 
 	return out, <-errs
 }
 
-func countMembers(tb *ledger.TrialBalance) int {
-	n := 0
-	for _, a := range tb.Accounts {
-		if strings.HasPrefix(a.Account, "member:") && !strings.HasSuffix(a.Account, ":held") {
-			n++
-		}
-	}
-	return n
-}
-
 // foldMembers returns the trial balance with the member accounts summed into
-// member:* and member:*:held.
-func foldMembers(tb *ledger.TrialBalance) *ledger.TrialBalance {
+// member:* and member:*:held, and how many members have an account.
+func foldMembers(tb *ledger.TrialBalance) (*ledger.TrialBalance, int) {
 	out := &ledger.TrialBalance{Position: tb.Position, Totals: tb.Totals}
 	sums := map[string]decimal.Decimal{}
+	members := 0
 	for _, a := range tb.Accounts {
 		acct, err := ledger.ParseAccount(a.Account)
 		switch {
 		case err == nil && acct.Kind == ledger.KindMember:
 			sums["member:*"] = sums["member:*"].Add(a.Balance)
+			members++
 		case err == nil && acct.Kind == ledger.KindMemberHeld:
 			sums["member:*:held"] = sums["member:*:held"].Add(a.Balance)
 		default:
@@ -352,7 +345,7 @@ func foldMembers(tb *ledger.TrialBalance) *ledger.TrialBalance {
 	for _, name := range []string{"member:*", "member:*:held"} {
 		out.Accounts = append(out.Accounts, ledger.AccountBalance{Account: name, Unit: ledger.Points, Balance: sums[name]})
 	}
-	return out
+	return out, members
 }
 
 // writeReports writes the run's report as JSON and CSV into dir and returns the paths.
