@@ -40,6 +40,11 @@ func reportCommand(ctx context.Context, fs *flag.FlagSet, args []string,
 		return usageError{reportUsage}
 	}
 	which, rest := args[0], args[1:]
+	switch which {
+	case "trial-balance", "account", "member", "roll-forward", "breakage":
+	default: // --help included: say so before touching the database
+		return usageError{reportUsage}
+	}
 	var name string
 	if which == "account" || which == "member" {
 		if len(rest) == 0 {
