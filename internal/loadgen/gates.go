@@ -109,7 +109,8 @@ func gates(ctx context.Context, pool *pgxpool.Pool, w *workload, out io.Writer) 
 	return ok, nil
 }
 
-// modelAgrees compares every member the tool touched with its balance in the books.
+// modelAgrees compares every member the tool enrolled with its balance in the books; one
+// the books lack counts as off.
 func modelAgrees(ctx context.Context, pool *pgxpool.Pool, w *workload) (off, checked int, err error) {
 	want := map[string]int64{}
 	w.model.each(func(idx int, mm *memberModel) {
@@ -138,7 +139,8 @@ func modelAgrees(ctx context.Context, pool *pgxpool.Pool, w *workload) (off, che
 			off++
 		}
 	}
-	return off, checked, rows.Err()
+	// A member the tool enrolled and the books do not hold is off too.
+	return off + len(want) - checked, len(want), rows.Err()
 }
 
 type crashResult struct {
