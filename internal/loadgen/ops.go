@@ -23,14 +23,15 @@ type sent struct {
 
 // workload is the state the operations share.
 type workload struct {
-	cfg      Config
-	c        *client
-	stats    *stats
-	model    *model
-	partners *dist
-	members  *dist
-	mix      *picker
-	runID    string
+	cfg        Config
+	streamBase uint64 // added to every random stream: the warm-up's are its own
+	c          *client
+	stats      *stats
+	model      *model
+	partners   *dist
+	members    *dist
+	mix        *picker
+	runID      string
 
 	earns  *ring[earnDone] // accepted earns, for reversals
 	funded *ring[int]      // members that earned, for redemptions, holds and reads
@@ -46,9 +47,10 @@ type earnDone struct {
 	member         int
 }
 
-// opRand is the random source of one operation or worker.
+// opRand is the random source of one operation or worker; the warm-up's streams are
+// apart from the measured run's, so that the run does not replay what warmed it up.
 func (w *workload) opRand(stream uint64) *rand.Rand {
-	return rand.New(rand.NewPCG(uint64(w.cfg.Seed), stream))
+	return rand.New(rand.NewPCG(uint64(w.cfg.Seed), w.streamBase+stream))
 }
 
 // write sends a partner write, records it, and returns its answer.

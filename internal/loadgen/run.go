@@ -180,7 +180,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 		// The warm-up shares the model and the rings, not the counters.
 		ws := newStats()
 		warm := &workload{cfg: cfg, stats: ws, model: w.model, partners: w.partners, members: w.members, mix: w.mix,
-			runID: w.runID + "w", earns: w.earns, sent: w.sent, reuse: w.reuse, funded: w.funded,
+			runID: w.runID + "w", streamBase: 1 << 48, earns: w.earns, sent: w.sent, reuse: w.reuse, funded: w.funded,
 			c: &client{base: w.c.base, http: w.c.http, secrets: secrets, retryFor: cfg.RetryFor, stats: ws}}
 		warm.cfg.Ops, warm.cfg.Duration = MaxOps, cfg.Warmup
 		warm.closedLoop(ctx)
