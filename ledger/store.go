@@ -415,7 +415,7 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 		return nil, fmt.Errorf("coalition settings: %w", err)
 	}
 	bk.units = units
-	if bk.zone, err = time.LoadLocation(zone); err != nil {
+	if bk.zone, err = LoadZone(zone); err != nil {
 		return nil, fmt.Errorf("coalition time zone %q: %w", zone, err)
 	}
 	// Lots created by this batch come after every lot already in the journal.

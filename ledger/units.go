@@ -2,6 +2,8 @@ package ledger
 
 import (
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/shopspring/decimal"
 	"golang.org/x/text/currency"
@@ -86,4 +88,21 @@ func CheckAmount(amount decimal.Decimal, scale int32, unit string) *Error {
 // RoundHalfUp rounds a non-negative amount half up to scale decimals.
 func RoundHalfUp(d decimal.Decimal, scale int32) decimal.Decimal {
 	return d.Round(scale)
+}
+
+// zones keeps every time zone loaded: time.LoadLocation reads and parses its zoneinfo file
+// on every call, and a *time.Location never changes once loaded.
+var zones sync.Map // name → *time.Location
+
+// LoadZone returns the IANA time zone name, loaded once per process.
+func LoadZone(name string) (*time.Location, error) {
+	if loc, ok := zones.Load(name); ok {
+		return loc.(*time.Location), nil
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, err
+	}
+	zones.Store(name, loc)
+	return loc, nil
 }

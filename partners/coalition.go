@@ -122,7 +122,7 @@ func (c Coalition) Location() (*time.Location, error) {
 	if c.TimeZone == "" || c.TimeZone == "Local" {
 		return nil, invalid("time_zone", "%q is not an IANA time zone name such as \"Europe/Moscow\" or \"UTC\"", c.TimeZone)
 	}
-	loc, err := time.LoadLocation(c.TimeZone)
+	loc, err := ledger.LoadZone(c.TimeZone)
 	if err != nil {
 		return nil, invalid("time_zone", "%q is not an IANA time zone name such as \"Europe/Moscow\" or \"UTC\"", c.TimeZone)
 	}
