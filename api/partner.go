@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -67,9 +66,9 @@ func (s *Server) partnerWrite(op operation) echo.HandlerFunc {
 		if err := authorisePartnerWrite(c, partner); err != nil {
 			return writeError(c, err)
 		}
-		body, err := io.ReadAll(c.Request().Body)
+		body, err := readBody(c)
 		if err != nil {
-			return writeError(c, bodyError(err))
+			return writeError(c, err)
 		}
 		r, err := s.idempotency(c, partner, body)
 		if err != nil {
@@ -515,8 +514,10 @@ func (s *Server) batch(c echo.Context) error {
 	// partner's terms, and the stored answers of keys used once in this batch (a key
 	// used twice is looked up again after its first use is posted).
 	ctx := c.Request().Context()
+	shared := partners.Request{Partner: partner}
+	s.withTerms(c, &shared) // on error each item reads and reports it
+	terms := shared.Terms
 	sc, scErr := s.scales(c)
-	terms, _ := s.service().ReadTerms(ctx, partner) // on error each item reads and reports it
 	uses := map[string]int{}
 	for _, item := range in.Items {
 		uses[item.IdempotencyKey]++

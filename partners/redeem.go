@@ -151,7 +151,7 @@ type terms struct {
 
 // worth is the money value of points: points × rate, rounded half up to the minor unit.
 func (t terms) worth(points decimal.Decimal) decimal.Decimal {
-	return divHalfUp(points.Mul(t.rate), one, t.scale)
+	return ledger.RoundHalfUp(points.Mul(t.rate), t.scale)
 }
 
 // halfUnit is half the currency's minor unit.

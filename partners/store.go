@@ -374,16 +374,6 @@ func (r MemberRef) String() string {
 	return "card " + r.Card
 }
 
-// EnsureMember returns the member the reference names, enrolling a new one on the spot
-// for an unknown phone or card (an unknown id stays not_found).
-func (s *Store) EnsureMember(ctx context.Context, ref MemberRef, region string) (Member, bool, error) {
-	m, err := s.FindMember(ctx, ref, region)
-	if ledger.ErrorCode(err) != ledger.CodeNotFound || ref.ID != "" {
-		return m, false, err
-	}
-	return s.enrolNew(ctx, ref, region, true)
-}
-
 // enrolNew enrols a phone or card that was just looked up and not found; if another
 // till enrolled it meanwhile, that member is returned. With durable false the enrolment
 // does not wait for its WAL flush (see enrol): only for a caller that answers after a
