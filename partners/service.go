@@ -473,7 +473,8 @@ func HoldResultOf(p *ledger.Posted, currency string) *HoldResult {
 	return out
 }
 
-// Hold reserves points for the partner; a capture turns them into a redemption priced now.
+// Hold reserves points for the partner; a capture turns them into a redemption at the
+// hold's price (DESIGN: "a capture is priced at the hold's time").
 func (s *Service) Hold(ctx context.Context, r Request, in HoldInput) (*HoldResult, error) {
 	bt := s.businessTime(in.BusinessTime)
 	expiresIn := in.ExpiresIn

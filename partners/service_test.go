@@ -213,6 +213,13 @@ func TestHoldCaptureAtTheHoldsPrice(t *testing.T) {
 	if _, err := f.svc.Capture(ctx, f.req("grocer", "c0"), h.Hold.ID, decimal.Zero); ledger.ErrorCode(err) != ledger.CodeNotFound {
 		t.Fatalf("capture by another partner: %v", err)
 	}
+	// electro halves its redeem rate before the capture: the hold's price still holds.
+	f.now = f.now.Add(time.Minute)
+	if _, err := f.store.AddContract(ctx, "electro", partners.Contract{EffectiveFrom: f.now, Currency: "RUB",
+		Earn: partners.EarnRate{PercentBack: ptr(dec("3"))}, RedeemRate: ptr(dec("0.45")), FeePerPoint: dec("0.1")}, f.now); err != nil {
+		t.Fatal(err)
+	}
+	f.now = f.now.Add(time.Minute)
 	c, err := f.svc.Capture(ctx, f.req("electro", "c1"), h.Hold.ID, dec("300"))
 	if err != nil || c.Points != "300" || c.Value == nil || !c.Value.Amount.Equal(dec("270")) || !c.Member.Balance.Equal(dec("200")) {
 		t.Fatalf("capture = %+v %v", c, err)
