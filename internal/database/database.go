@@ -75,14 +75,13 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 			return nil, err
 		}
 	} else if o.Fresh {
-		cfg, err := pgx.ParseConfig(url)
-		if err != nil {
+		if _, err := pgx.ParseConfig(url); err != nil {
 			return nil, fmt.Errorf("DATABASE_URL: %w", err)
 		}
 		if err := ensureDatabase(ctx, url, o.Name, true); err != nil {
 			return nil, err
 		}
-		url = withDatabase(cfg, o.Name)
+		url = pg.WithDatabase(url, o.Name)
 	}
 	pool, err := pg.Connect(ctx, url, o.MaxConns)
 	if err != nil {
@@ -124,27 +123,4 @@ func ensureDatabase(ctx context.Context, adminURL, name string, fresh bool) erro
 		return fmt.Errorf("create database %s: %w", name, err)
 	}
 	return nil
-}
-
-// withDatabase returns a connection string for the same server as cfg, on database name.
-func withDatabase(cfg *pgx.ConnConfig, name string) string {
-	s := fmt.Sprintf("host=%s port=%d user=%s dbname=%s", quote(cfg.Host), cfg.Port, quote(cfg.User), quote(name))
-	if cfg.Password != "" {
-		s += " password=" + quote(cfg.Password)
-	}
-	if cfg.TLSConfig == nil {
-		s += " sslmode=disable"
-	}
-	return s
-}
-
-func quote(v string) string {
-	out := []byte{'\''}
-	for i := 0; i < len(v); i++ {
-		if v[i] == '\'' || v[i] == '\\' {
-			out = append(out, '\\')
-		}
-		out = append(out, v[i])
-	}
-	return string(append(out, '\''))
 }

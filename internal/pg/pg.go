@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	pgxdecimal "github.com/jackc/pgx-shopspring-decimal"
@@ -74,4 +76,20 @@ func InTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error 
 		}
 	}
 	return fmt.Errorf("gave up after %d attempts: %w", MaxAttempts, err)
+}
+
+// WithDatabase returns connString (URL or key=value form) pointed at database dbname,
+// every other setting (TLS, options, several hosts) kept as it was.
+func WithDatabase(connString, dbname string) string {
+	if strings.HasPrefix(connString, "postgres://") || strings.HasPrefix(connString, "postgresql://") {
+		if u, err := url.Parse(connString); err == nil {
+			u.Path, u.RawPath = "/"+dbname, ""
+			q := u.Query()
+			q.Del("dbname")
+			u.RawQuery = q.Encode()
+			return u.String()
+		}
+	}
+	// In key=value form a later key wins over an earlier one.
+	return connString + " dbname='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(dbname) + "'"
 }

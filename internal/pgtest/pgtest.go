@@ -17,7 +17,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -166,7 +165,7 @@ func (hs *harness) setup(ctx context.Context) error {
 	tag := fmt.Sprintf("%d_%s", os.Getpid(), randomHex(4))
 	if dsn := os.Getenv("DATABASE_URL"); dsn != "" {
 		hs.adminURL = dsn
-		hs.urlFor = func(dbname string) string { return withDatabase(dsn, dbname) }
+		hs.urlFor = func(dbname string) string { return pg.WithDatabase(dsn, dbname) }
 	} else {
 		sweepLeftovers()
 		dir, err := os.MkdirTemp("", tmpPrefix)
@@ -317,20 +316,6 @@ func isPostgres(pid int) bool {
 	return err == nil && strings.TrimSpace(string(comm)) == "postgres"
 }
 
-// withDatabase returns connString (URL or key=value form) pointed at database dbname.
-func withDatabase(connString, dbname string) string {
-	if strings.HasPrefix(connString, "postgres://") || strings.HasPrefix(connString, "postgresql://") {
-		if u, err := url.Parse(connString); err == nil {
-			u.Path, u.RawPath = "/"+dbname, ""
-			q := u.Query()
-			q.Del("dbname")
-			u.RawQuery = q.Encode()
-			return u.String()
-		}
-	}
-	// In key=value form a later key wins over an earlier one.
-	return connString + " dbname='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(dbname) + "'"
-}
 
 // ident quotes a name as an SQL identifier.
 func ident(name string) string { return pgx.Identifier{name}.Sanitize() }

@@ -1,4 +1,4 @@
-package pgtest
+package pg
 
 import (
 	"testing"
@@ -13,10 +13,10 @@ func TestWithDatabase(t *testing.T) {
 		"host=/tmp/x port=5432 user=postgres dbname=postgres",
 		"host=localhost user=postgres",
 	} {
-		got := withDatabase(dsn, "t_12_ab_3")
+		got := WithDatabase(dsn, "t_12_ab_3")
 		cfg, err := pgx.ParseConfig(got)
 		if err != nil {
-			t.Errorf("withDatabase(%q) = %q: %v", dsn, got, err)
+			t.Errorf("WithDatabase(%q) = %q: %v", dsn, got, err)
 			continue
 		}
 		orig, err := pgx.ParseConfig(dsn)
@@ -24,7 +24,7 @@ func TestWithDatabase(t *testing.T) {
 			t.Fatal(err)
 		}
 		if cfg.Database != "t_12_ab_3" || cfg.Host != orig.Host || cfg.Port != orig.Port || cfg.User != orig.User || cfg.Password != orig.Password {
-			t.Errorf("withDatabase(%q) = %q: database %q host %q port %d user %q", dsn, got, cfg.Database, cfg.Host, cfg.Port, cfg.User)
+			t.Errorf("WithDatabase(%q) = %q: database %q host %q port %d user %q", dsn, got, cfg.Database, cfg.Host, cfg.Port, cfg.User)
 		}
 	}
 }
