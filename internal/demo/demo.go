@@ -278,17 +278,15 @@ func Run(ctx context.Context, pool *pgxpool.Pool, w io.Writer, opts Options) err
 	if err := folded.WriteTable(w); err != nil {
 		return err
 	}
-	if err := l.VerifyChain(ctx, nil); err != nil {
-		return err
-	}
-	bad, err := l.CheckBalances(ctx)
+	v, err := audit.VerifyDatabase(ctx, pool, audit.VerifyOptions{PublicKey: opts.Checkpointer.PublicKey()})
 	if err != nil {
 		return err
 	}
-	if len(bad) > 0 {
-		return fmt.Errorf("%d balances differ from their postings: %+v", len(bad), bad)
+	if !v.OK {
+		return fmt.Errorf("the journal does not verify: %s", v.Failure)
 	}
-	fmt.Fprintf(w, "\nJournal verified: %d entries, hash chain intact, every balance equals its postings.\n", tb.Position)
+	fmt.Fprintf(w, "\nJournal verified as an auditor would: %d entries, hash chain intact, checkpoints signed (%d), %d balances equal their postings, every lot its movements.\n",
+		v.Entries, v.Checkpoints, v.Accounts)
 
 	files, err := writeReports(opts.ReportDir, run)
 	if err != nil {
