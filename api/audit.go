@@ -323,7 +323,7 @@ func (s *Server) createCheckpoint(c echo.Context) error {
 		if cp, err = s.cfg.Checkpointer.CheckpointTx(ctx, tx, in.Reason); err != nil {
 			return err
 		}
-		return audit.Record(ctx, tx, actorOf(c), audit.ActionCheckpointSigned, cp)
+		return audit.RecordAs(ctx, tx, audit.ActionCheckpointSigned, cp)
 	})
 	if err != nil {
 		return writeError(c, err)

@@ -206,6 +206,22 @@ func (c *Checkpointer) CheckpointTx(ctx context.Context, tx pgx.Tx, reason strin
 // MaxCheckpoints bounds one read of the checkpoints.
 const MaxCheckpoints = 10000
 
+// AllCheckpoints returns every checkpoint in id order, reading them page by page.
+func AllCheckpoints(ctx context.Context, q Querier) ([]Checkpoint, error) {
+	var all []Checkpoint
+	for after := int64(0); ; {
+		page, err := Checkpoints(ctx, q, after, MaxCheckpoints)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		if len(page) < MaxCheckpoints {
+			return all, nil
+		}
+		after = page[len(page)-1].ID
+	}
+}
+
 // Checkpoints returns up to limit checkpoints with an id after after, in id order (the
 // order they were signed in; verify sorts them by position).
 func Checkpoints(ctx context.Context, q Querier, after int64, limit int) ([]Checkpoint, error) {

@@ -55,18 +55,9 @@ func (s *snapshot) read(ctx context.Context) error {
 		Scan(&s.head.Position, &s.head.Hash, &s.head.RecordedAt); err != nil {
 		return fmt.Errorf("snapshot: journal head: %w", err)
 	}
-	// Every checkpoint, page by page: the newest guard the journal's tail.
-	for after := int64(0); ; {
-		page, err := Checkpoints(ctx, s.tx, after, MaxCheckpoints)
-		if err != nil {
-			return err
-		}
-		s.checkpoints = append(s.checkpoints, page...)
-		if len(page) < MaxCheckpoints {
-			return nil
-		}
-		after = page[len(page)-1].ID
-	}
+	// Every checkpoint: the newest guard the journal's tail.
+	s.checkpoints, err = AllCheckpoints(ctx, s.tx)
+	return err
 }
 
 // integrity checks what the chain cannot see, in the snapshot: no journal row lies past

@@ -99,7 +99,7 @@ func auditCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []stri
 		}
 		return withDB("", false, func(db *database.DB) error {
 			if *list {
-				cps, err := audit.Checkpoints(ctx, db.Pool, 0, audit.MaxCheckpoints)
+				cps, err := audit.AllCheckpoints(ctx, db.Pool)
 				if err != nil {
 					return err
 				}
@@ -121,7 +121,7 @@ func auditCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []stri
 				if cp, err = audit.NewCheckpointer(db.Pool, key, time.Now).CheckpointTx(ctx, tx, *reason); err != nil {
 					return err
 				}
-				return audit.Record(ctx, tx, cliActor(), audit.ActionCheckpointSigned, cp)
+				return audit.RecordAs(ctx, tx, audit.ActionCheckpointSigned, cp)
 			})
 			if err != nil {
 				return err
