@@ -133,16 +133,11 @@ func Export(ctx context.Context, pool *pgxpool.Pool, w io.Writer, o ExportOption
 		return nil, err
 	}
 	defer snap.close(ctx)
-	from, to := o.From, o.To
-	if from <= 0 {
-		from = 1
+	period, err := snap.period(o.From, o.To)
+	if err != nil {
+		return nil, err
 	}
-	if to <= 0 || to > snap.head.Position {
-		to = snap.head.Position
-	}
-	if from > to+1 {
-		return nil, ledger.Errorf(ledger.CodeInvalid, "the export starts at position %d, past its end at %d", from, to)
-	}
+	from, to := period.From, period.To
 	prev, err := snap.hashAt(ctx, from-1)
 	if err != nil {
 		return nil, err

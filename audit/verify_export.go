@@ -177,16 +177,15 @@ func VerifyExport(r io.Reader, o VerifyOptions) (*Verification, error) {
 		}
 		return nil
 	}
-	src.finish = func(entries int64) error {
-		if h.Complete {
-			return nil // the end record follows the balances
+	if !h.Complete {
+		src.finish = func(entries int64) error {
+			if err := readEnd(); err != nil {
+				return err
+			}
+			return checkEnd(end, entries)
 		}
-		if err := readEnd(); err != nil {
-			return err
-		}
-		return checkEnd(end, entries)
-	}
-	if h.Complete {
+	} else {
+		// The end record follows the balances: finish only keeps the count for it.
 		var entries int64
 		src.finish = func(n int64) error { entries = n; return nil }
 		src.balances = func(fn func(ledger.AccountBalance) error) error {
