@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/coalitionledger/coalition/audit"
+	"github.com/coalitionledger/coalition/ledger"
 )
 
 // The fixture's traffic, position by position:
@@ -97,8 +98,8 @@ func TestAccountStatementByHand(t *testing.T) {
 	}
 	// An account of the chart never posted to, and a name outside the chart.
 	noop := func(audit.StatementHead) error { return nil }
-	if _, err := audit.NewReports(f.pool).AccountStatement(context.Background(), "partner:nobody:issued", 0, 0, noop, nil); err == nil {
-		t.Fatal("a statement of an account never posted to")
+	if _, err := audit.NewReports(f.pool).AccountStatement(context.Background(), "partner:nobody:issued", 0, 0, noop, nil); ledger.ErrorCode(err) != ledger.CodeNotFound {
+		t.Fatalf("a statement of an account never posted to: %v, want not_found", err)
 	}
 	if _, err := audit.NewReports(f.pool).AccountStatement(context.Background(), "bank", 0, 0, noop, nil); err == nil {
 		t.Fatal("a statement of an account outside the chart")
