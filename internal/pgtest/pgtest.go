@@ -316,7 +316,6 @@ func isPostgres(pid int) bool {
 	return err == nil && strings.TrimSpace(string(comm)) == "postgres"
 }
 
-
 // ident quotes a name as an SQL identifier.
 func ident(name string) string { return pgx.Identifier{name}.Sanitize() }
 
