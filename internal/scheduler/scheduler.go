@@ -35,7 +35,8 @@ type Scheduler struct {
 type Job func(ctx context.Context, now time.Time) (int, error)
 
 // New returns a scheduler with the ledger's jobs: hold timeouts every minute, expiry every
-// quarter hour (a lot expires at the end of its business day, so the delay is short).
+// quarter hour (a lot expires at the end of its business day, so the delay is short), and
+// the idempotency keys' monthly partitions every six hours.
 func New(ctx context.Context, l *ledger.Ledger, log *zap.Logger, now func() time.Time) *Scheduler {
 	s := &Scheduler{log: log, cron: cron.New(chain(log))}
 	s.Add(ctx, "@every 1m", "hold-timeouts", now, func(ctx context.Context, t time.Time) (int, error) {
@@ -43,6 +44,12 @@ func New(ctx context.Context, l *ledger.Ledger, log *zap.Logger, now func() time
 	})
 	s.Add(ctx, "@every 15m", "expiry", now, func(ctx context.Context, t time.Time) (int, error) {
 		return l.ExpireDue(ctx, t, nil)
+	})
+	// A server runs for months: next month's partition must exist before the month turns,
+	// and expired ones go a partition at a time.
+	s.Add(ctx, "@every 6h", "idempotency-partitions", now, func(ctx context.Context, t time.Time) (int, error) {
+		m, err := l.MaintainIdempotencyKeys(ctx, t, ledger.DefaultKeyRetention)
+		return len(m.Created) + len(m.Dropped), err
 	})
 	return s
 }
