@@ -78,6 +78,6 @@ func bench(ctx context.Context, fs *flag.FlagSet, args []string, dbURL *string, 
 		return err
 	}
 	cfg.Exe = exe
-	_, err = loadgen.Run(ctx, cfg, stdout)
+	err = loadgen.Run(ctx, cfg, stdout)
 	return err
 }

@@ -39,7 +39,8 @@ Commands:
                   --check --date D re-derives it from the journal; --due settles every day
                   that is over; --confirm PARTNER --date D records that its money moved
   trial-balance   print the trial balance (--position N for an earlier one)
-  bench           the load tool: serve on loopback, drive it over HTTP, check, compare to pgbench
+  bench           the load tool: serve on loopback, drive it over HTTP, check, compare to pgbench;
+                  it needs DATABASE_URL (a role that may CREATE DATABASE) or --private-pg
 ` + auditUsage + `  help            show this help
 
 Every command reads DATABASE_URL from the environment. Without it, the commands use the

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -31,7 +30,6 @@ type answer struct {
 	status   int
 	body     []byte
 	replayed bool
-	attempts int
 	err      error // transport error of the last attempt, when there was no answer
 }
 
@@ -57,7 +55,6 @@ func (c *client) send(ctx context.Context, method, partner, path, key string, bo
 	var a answer
 	for attempt := 1; ; attempt++ {
 		a = c.once(ctx, method, partner, path, key, body)
-		a.attempts = attempt
 		if !a.retryable() || ctx.Err() != nil || time.Since(start) >= c.retryFor {
 			return a
 		}
@@ -135,6 +132,3 @@ func parseWrite(body []byte) (writeAnswer, int64, error) {
 	}
 	return w, bal, nil
 }
-
-// errNoAnswer is an operation that got no final answer.
-var errNoAnswer = errors.New("no answer")

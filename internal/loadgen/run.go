@@ -99,28 +99,21 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Result is what a run measured and checked.
-type Result struct {
-	Summary     Summary
-	PgbenchTPS  float64
-	GatesPassed bool
-}
-
 // Run prepares the database and the server, drives the workload, checks the gates and
 // measures pgbench, writing the report to out.
-func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
+func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	if cfg.Log == nil {
 		cfg.Log = func(string, ...any) {}
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return err
 	}
 	var pgc *privatePG
 	adminURL := cfg.AdminURL
 	if cfg.PrivatePG {
 		var err error
 		if pgc, err = startPrivatePG(ctx, cfg.Log); err != nil {
-			return nil, err
+			return err
 		}
 		defer pgc.stop()
 		adminURL = pgc.url("postgres")
@@ -128,7 +121,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 	cfg.Log("creating database %s and seeding %d partners", cfg.Database, cfg.Partners)
 	db, err := database.Open(ctx, database.Options{URL: adminURL, Name: cfg.Database, Fresh: true, Logf: cfg.Log})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	dbURL := withDatabase(adminURL, cfg.Database)
 	if pgc != nil {
@@ -142,17 +135,17 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 	secrets, err := seed(ctx, db.Pool, cfg.Partners)
 	db.Close()
 	if err != nil {
-		return nil, err
+		return err
 	}
 
 	port, err := freePort()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	srv := &server{exe: cfg.Exe, addr: fmt.Sprintf("127.0.0.1:%d", port), dbURL: withPoolSize(dbURL, cfg.ServerConns),
 		log: cfg.Log, profile: cfg.ServerProfile}
 	if err := srv.start(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	defer srv.stop()
 
@@ -222,36 +215,34 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 	sum := st.summary(elapsed)
 	st.report(out, sum)
 	if err := srv.alive(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	profiled.Wait()
 	srv.stop()
 
 	pool, err := pg.Connect(ctx, dbURL, 4)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	passed, err := gates(ctx, pool, w, out)
 	pool.Close()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	res := &Result{Summary: sum, GatesPassed: passed}
 	if cfg.PgbenchTime > 0 {
 		tps, err := pgbench(ctx, adminURL, cfg, out)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		res.PgbenchTPS = tps
 		if tps > 0 {
 			fmt.Fprintf(out, "ratio to pgbench tpcb-like (%d clients): applied writes %.2f×, requests %.2f×\n",
 				cfg.Clients, sum.AppliedPerSec/tps, sum.RequestsPerSec/tps)
 		}
 	}
 	if !passed {
-		return res, errors.New("a correctness gate failed")
+		return errors.New("a correctness gate failed")
 	}
-	return res, nil
+	return nil
 }
 
 func distName(s float64) string {

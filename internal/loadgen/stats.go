@@ -87,18 +87,14 @@ func (s *stats) surprise(format string, args ...any) {
 
 // Summary is a run's figures.
 type Summary struct {
-	Elapsed         time.Duration
-	Requests        int
-	Items           int
-	Applied         int
-	P50, P95, P99   time.Duration
-	RequestsPerSec  float64
-	AppliedPerSec   float64
-	ItemsPerSec     float64
-	Retries         int
-	Unexpected      int
-	RetryMismatches int
-	ConflictsLeaked int
+	Elapsed        time.Duration
+	Requests       int
+	Items          int
+	Applied        int
+	P50, P95, P99  time.Duration
+	RequestsPerSec float64
+	AppliedPerSec  float64
+	ItemsPerSec    float64
 }
 
 func percentile(sorted []time.Duration, p float64) time.Duration {
@@ -119,7 +115,6 @@ func (s *stats) summary(elapsed time.Duration) Summary {
 		Elapsed: elapsed, Requests: s.requests, Items: s.items, Applied: s.applied,
 		P50: percentile(l, 0.50), P95: percentile(l, 0.95), P99: percentile(l, 0.99),
 		RequestsPerSec: float64(s.requests) / sec, AppliedPerSec: float64(s.applied) / sec, ItemsPerSec: float64(s.items) / sec,
-		Retries: s.retries, Unexpected: s.unexpected, RetryMismatches: s.retryMismatch, ConflictsLeaked: s.conflictsAccepted,
 	}
 }
 
