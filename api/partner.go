@@ -196,8 +196,8 @@ func scalesOf(coal partners.Coalition) (scales, error) {
 	return scales{moneyScale: money, pointsScale: coal.PointsScale}, nil
 }
 
-// withTerms reads the partner's terms once for a request that prices (an earn, a
-// redemption, a hold), so that parsing its amounts and pricing it share one round trip.
+// withTerms reads the partner's terms once for a request (an earn, a redemption, a hold,
+// a capture, a void), so that parsing its amounts and serving it share one round trip.
 // On failure it leaves r alone: the service reads them again and reports the error.
 func (s *Server) withTerms(c echo.Context, r *partners.Request) {
 	if r.Terms != nil {
@@ -373,6 +373,7 @@ func (s *Server) capture(c echo.Context, r partners.Request, body []byte) (int, 
 			return 0, nil, err
 		}
 	}
+	s.withTerms(c, &r)
 	sc, err := s.scales(c)
 	if err != nil {
 		return 0, nil, err
@@ -396,6 +397,7 @@ func (s *Server) void(c echo.Context, r partners.Request, body []byte) (int, any
 			return 0, nil, err
 		}
 	}
+	s.withTerms(c, &r)
 	res, err := s.service().Void(c.Request().Context(), r, c.Param("hold"))
 	if err != nil {
 		return 0, nil, err

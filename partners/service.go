@@ -130,19 +130,27 @@ func (s *Service) activePartner(ctx context.Context, id string) error {
 // activeTerms refuses a request for an unknown or suspended partner and returns the
 // coalition's settings and the partner's contract in force at t, in one round trip.
 func (s *Service) activeTerms(ctx context.Context, r Request, t time.Time) (Coalition, Contract, error) {
-	partner := r.Partner
+	terms, err := s.activePartnerTerms(ctx, r)
+	if err != nil {
+		return Coalition{}, Contract{}, err
+	}
+	return contractIn(terms.Coalition, terms.Versions, t)
+}
+
+// activePartnerTerms returns the request's terms (read in one round trip unless the
+// request carries them) and refuses an unknown or suspended partner.
+func (s *Service) activePartnerTerms(ctx context.Context, r Request) (*Terms, error) {
 	terms := r.Terms
-	if terms == nil || terms.Partner.ID != partner {
+	if terms == nil || terms.Partner.ID != r.Partner {
 		var err error
-		if terms, err = s.ReadTerms(ctx, partner); err != nil {
-			return Coalition{}, Contract{}, err
+		if terms, err = s.ReadTerms(ctx, r.Partner); err != nil {
+			return nil, err
 		}
 	}
-	p, c, versions := terms.Partner, terms.Coalition, terms.Versions
-	if p.Status != StatusActive {
-		return Coalition{}, Contract{}, ledger.Errorf(CodePartnerSuspended, "partner %s is suspended", partner)
+	if terms.Partner.Status != StatusActive {
+		return nil, ledger.Errorf(CodePartnerSuspended, "partner %s is suspended", r.Partner)
 	}
-	return contractIn(c, versions, t)
+	return terms, nil
 }
 
 // terms returns the coalition's settings and the partner's contract in force at t.
@@ -514,7 +522,8 @@ func (s *Service) Void(ctx context.Context, r Request, holdID string) (*HoldResu
 }
 
 func (s *Service) settleHold(ctx context.Context, r Request, holdID string, kind ledger.EntryKind, op ledger.LotOp) (*HoldResult, error) {
-	if err := s.activePartner(ctx, r.Partner); err != nil {
+	terms, err := s.activePartnerTerms(ctx, r)
+	if err != nil {
 		return nil, err
 	}
 	h, err := s.Ledger.Hold(ctx, holdID)
@@ -531,11 +540,7 @@ func (s *Service) settleHold(ctx context.Context, r Request, holdID string, kind
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.Store.Coalition(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := HoldResultOf(posted, c.Currency)
+	out := HoldResultOf(posted, terms.Coalition.Currency)
 	out.Replayed = replayed
 	return out, nil
 }
