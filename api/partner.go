@@ -102,31 +102,29 @@ func requestHash(method, path string, body []byte) []byte {
 	return h.Sum(nil)
 }
 
-// runOnce answers a replay from the stored first answer, or runs the operation and
-// records a refusal as the first answer.
+// runOnce runs the operation and records a refusal as the first answer to its key. A
+// replay is not looked up first: the writer finds the key's first answer under the key's
+// lock and returns it, and a replay whose operation is refused before it reaches the
+// writer gets the first answer from Refuse. Either way the answer says it was replayed.
 func (s *Server) runOnce(c echo.Context, r partners.Request, body []byte, op operation) (int, any, error) {
 	ctx := c.Request().Context()
-	stored, err := s.cfg.Ledger.Lookup(ctx, r.Partner, r.IdempotencyKey, r.RequestHash)
-	if err != nil {
-		return 0, nil, err
-	}
-	if stored != nil {
-		if stored.Err == nil || stored.Err.Code != ledger.CodeIdempotencyConflict {
-			c.Response().Header().Set("Idempotent-Replayed", "true")
-		}
-		if stored.Err != nil {
-			return 0, nil, stored.Err
-		}
-		return s.renderStored(c, stored)
-	}
 	status, answer, err := op(c, r, body)
 	var lerr *ledger.Error
+	if errors.As(err, &lerr) && lerr.Stored() {
+		if lerr.Replayed() {
+			c.Response().Header().Set("Idempotent-Replayed", "true")
+		}
+		return 0, nil, lerr
+	}
 	if errors.As(err, &lerr) && lerr.Code != ledger.CodeIdempotencyConflict {
-		// The first answer to the key, whatever its source: store it (the engine's own
-		// refusals are stored already, and Refuse then returns them as they are).
+		// The first answer to the key, from a refusal before the engine: store it, unless
+		// the key has one already (this is a replay), which is then the answer.
 		res, rerr := s.cfg.Ledger.Refuse(ctx, r.Partner, r.IdempotencyKey, r.RequestHash, lerr)
 		if rerr != nil {
 			return 0, nil, rerr
+		}
+		if res.Replayed {
+			c.Response().Header().Set("Idempotent-Replayed", "true")
 		}
 		if res.Entry != nil {
 			return s.renderStored(c, &res)
@@ -135,6 +133,9 @@ func (s *Server) runOnce(c echo.Context, r partners.Request, body []byte, op ope
 	}
 	if err != nil {
 		return 0, nil, err
+	}
+	if replayed, ok := answer.(interface{ WasReplayed() bool }); ok && replayed.WasReplayed() {
+		c.Response().Header().Set("Idempotent-Replayed", "true")
 	}
 	return status, answer, nil
 }
@@ -486,7 +487,9 @@ func (s *Server) batch(c echo.Context) error {
 	// any other item first flushes them, so that every item sees those before it.
 	var pending []ledger.Entry
 	var pendingAt []int
+	var pendingReq []partners.Request
 	pendingKeys := map[string]bool{}
+	var itemContext func(item batchItemJSON) echo.Context
 	flush := func() {
 		if len(pending) == 0 {
 			return
@@ -496,6 +499,16 @@ func (s *Server) batch(c echo.Context) error {
 			switch {
 			case err != nil:
 				answers[i] = errorAnswer(err)
+			case res[j].TermsChanged():
+				// Priced on terms that changed meanwhile: this item alone, priced again.
+				item, r := in.Items[i], pendingReq[j]
+				r.Terms = nil
+				status, answer, rerr := s.runOnce(itemContext(item), r, item.Body, ops[item.Type])
+				if rerr != nil {
+					answers[i] = errorAnswer(rerr)
+					continue
+				}
+				answers[i] = batchAnswer{Status: status, Body: answer}
 			case res[j].Err != nil:
 				answers[i] = errorAnswer(res[j].Err)
 			default:
@@ -510,7 +523,7 @@ func (s *Server) batch(c echo.Context) error {
 				}
 			}
 		}
-		pending, pendingAt, pendingKeys = nil, nil, map[string]bool{}
+		pending, pendingAt, pendingReq, pendingKeys = nil, nil, nil, map[string]bool{}
 	}
 	// What every item needs and one round trip can read for all: the amount scales, the
 	// partner's terms, and the stored answers of keys used once in this batch (a key
@@ -547,7 +560,7 @@ func (s *Server) batch(c echo.Context) error {
 		done   bool
 	}
 	priced := make([]pricedItem, len(in.Items))
-	itemContext := func(item batchItemJSON) echo.Context {
+	itemContext = func(item batchItemJSON) echo.Context {
 		ic := c.Echo().NewContext(c.Request(), c.Response())
 		ic.SetParamNames("partner", "hold")
 		ic.SetParamValues(partner, item.Hold)
@@ -616,7 +629,7 @@ func (s *Server) batch(c echo.Context) error {
 			case err != nil:
 				answers[i] = errorAnswer(err)
 			case e != nil:
-				pending, pendingAt = append(pending, *e), append(pendingAt, i)
+				pending, pendingAt, pendingReq = append(pending, *e), append(pendingAt, i), append(pendingReq, r)
 				pendingKeys[item.IdempotencyKey] = true
 			default:
 				answers[i] = answer

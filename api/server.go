@@ -65,6 +65,9 @@ type Server struct {
 	svc     *partners.Service
 	runs    *settlement.Runs
 	metrics *metrics
+	// cache holds the partners' terms and the API keys that requests read (Serve keeps
+	// it fresh; see partners.Cache).
+	cache *partners.Cache
 	// routes holds "METHOD /pattern" of every registered route; protected those that
 	// need a key. Both are built once, by New, and only read afterwards.
 	routes, protected map[string]bool
@@ -109,7 +112,9 @@ func New(cfg Config) *Server {
 		svc:     partners.NewService(cfg.Store, cfg.Ledger, cfg.Now),
 		runs:    settlement.NewRuns(cfg.Ledger, cfg.Store, cfg.Now).WithCheckpointer(cfg.Checkpointer),
 		metrics: newMetrics(cfg.Registry),
+		cache:   partners.NewCache(cfg.Ledger.Pool(), cfg.Store, cfg.Keys),
 	}
+	cfg.Ledger.ObserveTerms(s.cache.Observe)
 	s.startWriter()
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
@@ -198,6 +203,9 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 		BaseContext: func(net.Listener) context.Context { return context.Background() },
 	}
 	s.log.Info("serving the API", zap.String("addr", ln.Addr().String()))
+	poll, stopPoll := context.WithCancel(context.Background())
+	defer stopPoll()
+	go s.cache.Run(poll, 0)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	select {

@@ -53,14 +53,19 @@ func (s *Server) Close(ctx context.Context) error {
 	return s.ownWriter.Close(ctx)
 }
 
-// overloaded is the answer to a write the writer could not take.
+// overloaded is the answer to a write the writer could not take, or sent back because
+// the terms kept changing under it.
 func overloaded(err error) (int, errorResponse, bool) {
-	if !errors.Is(err, ledger.ErrWriterFull) && !errors.Is(err, ledger.ErrWriterClosed) {
-		return 0, errorResponse{}, false
-	}
-	msg := "the server has too many writes waiting; nothing was written: retry after Retry-After seconds with the same Idempotency-Key"
-	if errors.Is(err, ledger.ErrWriterClosed) {
+	var msg string
+	switch {
+	case errors.Is(err, ledger.ErrWriterFull):
+		msg = "the server has too many writes waiting; nothing was written: retry after Retry-After seconds with the same Idempotency-Key"
+	case errors.Is(err, ledger.ErrWriterClosed):
 		msg = "the server is shutting down; nothing was written: retry with the same Idempotency-Key"
+	case errors.Is(err, ledger.ErrTermsChanged):
+		msg = "the partner's terms or the coalition's settings kept changing while the request was priced; nothing was written: retry with the same Idempotency-Key"
+	default:
+		return 0, errorResponse{}, false
 	}
 	return http.StatusServiceUnavailable, errorResponse{errorPayload{Code: CodeOverloaded, Message: msg, Details: map[string]any{}}}, true
 }

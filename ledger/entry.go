@@ -81,6 +81,10 @@ type Entry struct {
 	Reverses string          // the id of the entry this one reverses
 	Postings []Posting
 	Op       LotOp
+	// TermsVersion is the terms version (journal_head.terms_version) the entry was priced
+	// at; the engine sends the entry back with ErrTermsChanged, writing nothing, if the
+	// version has moved since. Zero: the entry depends on no cached terms.
+	TermsVersion int64 `json:"-"`
 }
 
 // LotOp is an operation on a member's points lots; the engine resolves it against the

@@ -32,6 +32,9 @@ const (
 	CodeIdempotencyConflict Code = "idempotency_conflict"
 	CodeDuplicateReference  Code = "duplicate_reference"
 	CodeBatchAborted        Code = "batch_aborted"
+	// CodeTermsChanged marks an entry sent back unwritten because it was priced at an
+	// older terms version; callers see ErrTermsChanged, never this code.
+	CodeTermsChanged Code = "terms_changed"
 )
 
 // Class groups codes by what a client should do about them; the HTTP layer maps each
@@ -70,9 +73,20 @@ type Error struct {
 	Code    Code           `json:"code"`
 	Message string         `json:"message"`
 	Details map[string]any `json:"details,omitempty"`
+	// stored: the refusal is already the stored first answer to its idempotency key;
+	// replayed: it was stored for an earlier request (see Result.Refusal).
+	stored, replayed bool
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+// Stored reports whether the refusal is already the stored first answer to its
+// idempotency key, as the engine stores its own refusals: nobody needs to store it.
+func (e *Error) Stored() bool { return e.stored }
+
+// Replayed reports whether the refusal is the stored answer to an earlier request with
+// the same idempotency key.
+func (e *Error) Replayed() bool { return e.replayed }
 
 // Errorf returns an *Error with the code and a formatted message.
 func Errorf(code Code, format string, args ...any) *Error {

@@ -10,6 +10,7 @@ import (
 	"hash/fnv"
 	"reflect"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,6 +27,8 @@ type Ledger struct {
 	clock  func() time.Time
 	window Window
 	newID  func() string
+	// onTerms, if set, is told the terms version every batch reads under the head.
+	onTerms atomic.Pointer[func(int64)]
 }
 
 // Option configures a Ledger.
@@ -46,6 +49,11 @@ func New(pool *pgxpool.Pool, opts ...Option) *Ledger {
 	}
 	return l
 }
+
+// ObserveTerms has the ledger tell observe the terms version that each batch reads under
+// the journal head's lock, so that a cache of the terms learns of a change at the next
+// post.
+func (l *Ledger) ObserveTerms(observe func(version int64)) { l.onTerms.Store(&observe) }
 
 // Pool returns the ledger's connection pool.
 func (l *Ledger) Pool() *pgxpool.Pool { return l.pool }
@@ -79,6 +87,28 @@ func (l *Ledger) PostOne(ctx context.Context, e Entry) (*Posted, error) {
 
 // errAborted rolls back an all-or-nothing batch that had a refusal.
 var errAborted = errors.New("batch aborted")
+
+// ErrTermsChanged is the answer to an entry priced at a terms version older than the
+// journal's (Entry.TermsVersion): nothing was written and no answer was stored for its
+// idempotency key. Price it again on fresh terms and post it again.
+var ErrTermsChanged = errors.New("the partner's terms, the coalition's settings or the API keys changed while the request was priced; nothing was written")
+
+// TermsChanged reports whether a result is an entry sent back for ErrTermsChanged.
+func (r Result) TermsChanged() bool { return r.Err != nil && r.Err.Code == CodeTermsChanged }
+
+// Refusal returns the result's refusal (nil if the entry was accepted), for an entry with
+// an idempotency key: marked Stored when the engine stored it as the key's first answer
+// (every refusal but a conflict or changed terms), and Replayed when it answered an
+// earlier request.
+func (r Result) Refusal() *Error {
+	if r.Err == nil {
+		return nil
+	}
+	e := *r.Err
+	e.stored = r.Err.Code != CodeIdempotencyConflict && r.Err.Code != CodeTermsChanged
+	e.replayed = r.Replayed
+	return &e
+}
 
 func (l *Ledger) post(ctx context.Context, entries []Entry, atomic bool) ([]Result, error) {
 	work, hashes, err := prepare(entries)
@@ -262,9 +292,10 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 	}
 	stored := map[string]storedKey{}
 	var head struct {
-		position   int64
-		hash       []byte
-		recordedAt time.Time
+		position     int64
+		hash         []byte
+		recordedAt   time.Time
+		termsVersion int64
 	}
 
 	// Round trip 1: lock, in this order, the idempotency keys and references (advisory),
@@ -397,8 +428,8 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 	if len(locks.restores) > 0 {
 		l.queueConsumptions(b, bk, locks.restores)
 	}
-	b.Queue(`SELECT position, hash, recorded_at FROM journal_head FOR UPDATE`).QueryRow(func(r pgx.Row) error {
-		return r.Scan(&head.position, &head.hash, &head.recordedAt)
+	b.Queue(`SELECT position, hash, recorded_at, terms_version FROM journal_head FOR UPDATE`).QueryRow(func(r pgx.Row) error {
+		return r.Scan(&head.position, &head.hash, &head.recordedAt, &head.termsVersion)
 	})
 	// The settings are read under the head lock, which a change of them takes too: a
 	// batch never posts in a currency or scale that changed after it read them.
@@ -409,6 +440,9 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 	})
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
+	}
+	if observe := l.onTerms.Load(); observe != nil {
+		(*observe)(head.termsVersion)
 	}
 	units, err := NewUnits(currency, pointsScale)
 	if err != nil {
@@ -439,6 +473,16 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 				results[i] = replay(sk, hashes[i], e)
 				continue
 			}
+		}
+		if e.TermsVersion != 0 && e.TermsVersion != head.termsVersion {
+			// Priced on terms that have changed since: back to the caller, unwritten, its
+			// key left free (a stored first answer above still wins).
+			results[i] = Result{Err: Errorf(CodeTermsChanged, "%s", ErrTermsChanged).With("terms_version", head.termsVersion)}
+			refused = true
+			continue
+		}
+		if e.IdempotencyKey != "" {
+			k := e.Partner + "\x00" + e.IdempotencyKey
 			if j, ok := firstOfKey[k]; ok {
 				repeats[i] = j
 				continue
@@ -740,7 +784,7 @@ func (l *Ledger) write(ctx context.Context, tx pgx.Tx, units Units, entries []En
 	var kResult []string
 	for i, r := range results {
 		e := &entries[i]
-		if e.IdempotencyKey == "" || r.Replayed || (r.Err != nil && r.Err.Code == CodeIdempotencyConflict) {
+		if e.IdempotencyKey == "" || r.Replayed || (r.Err != nil && (r.Err.Code == CodeIdempotencyConflict || r.Err.Code == CodeTermsChanged)) {
 			continue
 		}
 		raw, err := json.Marshal(r)

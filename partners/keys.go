@@ -14,7 +14,6 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/coalitionledger/coalition/audit"
-	"github.com/coalitionledger/coalition/internal/pg"
 	"github.com/coalitionledger/coalition/ledger"
 )
 
@@ -40,7 +39,10 @@ type Principal struct {
 var ErrUnknownKey = errors.New("unknown or revoked API key")
 
 // Keys stores API keys, hashed.
-type Keys struct{ pool *pgxpool.Pool }
+type Keys struct {
+	pool  *pgxpool.Pool
+	cache *Cache // nil: every Verify reads the database
+}
 
 // NewKeys returns the key store over pool.
 func NewKeys(pool *pgxpool.Pool) *Keys { return &Keys{pool: pool} }
@@ -75,7 +77,7 @@ func (k *Keys) Create(ctx context.Context, role Role, partner string) (id, secre
 	if partner != "" {
 		p = &partner
 	}
-	err = pg.InTx(ctx, k.pool, func(tx pgx.Tx) error {
+	err = change(ctx, k.pool, k.cache, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO api_keys (id, secret_hash, role, partner_id) VALUES ($1, $2, $3, $4)`,
 			id, hashSecret(secret), string(role), p); err != nil {
 			return err
@@ -92,27 +94,52 @@ func (k *Keys) Create(ctx context.Context, role Role, partner string) (id, secre
 	return id, secret, nil
 }
 
-// Verify returns the principal of a live key's secret, or ErrUnknownKey.
+// Verify returns the principal of a live key's secret, or ErrUnknownKey: through the
+// cache, if any (a live key is kept, an unknown one never).
 func (k *Keys) Verify(ctx context.Context, secret string) (Principal, error) {
-	var p Principal
-	var partner *string
-	err := k.pool.QueryRow(ctx, `SELECT id, role, partner_id FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL`,
-		hashSecret(secret)).Scan(&p.KeyID, &p.Role, &partner)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Principal{}, ErrUnknownKey
+	if k.cache == nil {
+		p, _, err := k.read(ctx, secret)
+		return p, err
 	}
-	if err != nil {
-		return Principal{}, fmt.Errorf("verify key: %w", err)
+	return lookup(k.cache, k.cache.keys, sha256.Sum256([]byte(secret)), func() (Principal, int64, error) {
+		return k.read(ctx, secret)
+	})
+}
+
+// read reads the principal of a live key's secret and the terms version, in one round
+// trip.
+func (k *Keys) read(ctx context.Context, secret string) (Principal, int64, error) {
+	var p Principal
+	var version int64
+	var partner *string
+	found := false
+	b := &pgx.Batch{}
+	b.Queue(`SELECT terms_version FROM journal_head`).QueryRow(func(r pgx.Row) error { return r.Scan(&version) })
+	b.Queue(`SELECT id, role, partner_id FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL`, hashSecret(secret)).
+		Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				found = true
+				if err := rows.Scan(&p.KeyID, &p.Role, &partner); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		})
+	if err := k.pool.SendBatch(ctx, b).Close(); err != nil {
+		return Principal{}, 0, fmt.Errorf("verify key: %w", err)
+	}
+	if !found {
+		return Principal{}, 0, ErrUnknownKey
 	}
 	if partner != nil {
 		p.Partner = *partner
 	}
-	return p, nil
+	return p, version, nil
 }
 
 // Revoke revokes a key; a revoked key is refused from then on.
 func (k *Keys) Revoke(ctx context.Context, id string) error {
-	return pg.InTx(ctx, k.pool, func(tx pgx.Tx) error {
+	return change(ctx, k.pool, k.cache, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, id)
 		if err != nil {
 			return fmt.Errorf("revoke key %s: %w", id, err)

@@ -3,6 +3,7 @@ package partners
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -43,20 +44,19 @@ type Request struct {
 }
 
 // Terms are a partner, the coalition's settings and the partner's contract versions, as
-// read at one moment.
+// read at one moment, and the terms version they were read at. They are shared (the
+// cache hands the same Terms to many requests): never change one.
 type Terms struct {
 	Partner   Partner
 	Coalition Coalition
 	Versions  []ContractVersion
+	Version   int64
 }
 
-// ReadTerms reads a partner's terms in one round trip.
+// ReadTerms returns a partner's terms: from the cache when the store has one, else read
+// in one round trip.
 func (s *Service) ReadTerms(ctx context.Context, partner string) (*Terms, error) {
-	p, c, v, err := s.Store.PartnerTerms(ctx, partner)
-	if err != nil {
-		return nil, err
-	}
-	return &Terms{Partner: p, Coalition: c, Versions: v}, nil
+	return s.Store.Terms(ctx, partner)
 }
 
 // EarnInput is an earn at a partner.
@@ -115,26 +115,31 @@ func (s *Service) businessTime(t *time.Time) time.Time {
 	return t.UTC().Truncate(time.Microsecond)
 }
 
-// activePartner refuses a request for an unknown or suspended partner.
-func (s *Service) activePartner(ctx context.Context, id string) error {
-	p, err := s.Store.Partner(ctx, id)
-	if err != nil {
-		return err
-	}
-	if p.Status != StatusActive {
-		return ledger.Errorf(CodePartnerSuspended, "partner %s is suspended", id)
-	}
-	return nil
-}
-
 // activeTerms refuses a request for an unknown or suspended partner and returns the
-// coalition's settings and the partner's contract in force at t, in one round trip.
-func (s *Service) activeTerms(ctx context.Context, r Request, t time.Time) (Coalition, Contract, error) {
+// coalition's settings, the partner's contract in force at t and the terms version.
+func (s *Service) activeTerms(ctx context.Context, r Request, t time.Time) (Coalition, Contract, int64, error) {
 	terms, err := s.activePartnerTerms(ctx, r)
 	if err != nil {
-		return Coalition{}, Contract{}, err
+		return Coalition{}, Contract{}, 0, err
 	}
-	return contractIn(terms.Coalition, terms.Versions, t)
+	c, k, err := contractIn(terms.Coalition, terms.Versions, t)
+	return c, k, terms.Version, err
+}
+
+// maxRepricing bounds how many times one request is priced: again each time the writer
+// sends its entry back because the terms changed under it.
+const maxRepricing = 3
+
+// repriced runs op on r, and again on fresh terms while its entry comes back with
+// ledger.ErrTermsChanged.
+func repriced[T any](r Request, op func(Request) (T, error)) (T, error) {
+	for attempt := 1; ; attempt++ {
+		out, err := op(r)
+		if !errors.Is(err, ledger.ErrTermsChanged) || attempt == maxRepricing {
+			return out, err
+		}
+		r.Terms = nil
+	}
 }
 
 // activePartnerTerms returns the request's terms (read in one round trip unless the
@@ -153,19 +158,6 @@ func (s *Service) activePartnerTerms(ctx context.Context, r Request) (*Terms, er
 	return terms, nil
 }
 
-// terms returns the coalition's settings and the partner's contract in force at t.
-func (s *Service) terms(ctx context.Context, partner string, t time.Time) (Coalition, Contract, error) {
-	c, err := s.Store.Coalition(ctx)
-	if err != nil {
-		return Coalition{}, Contract{}, err
-	}
-	versions, err := s.Store.Contracts(ctx, partner)
-	if err != nil {
-		return Coalition{}, Contract{}, err
-	}
-	return contractIn(c, versions, t)
-}
-
 // contractIn picks the contract version in force at t, with the coalition's defaults.
 func contractIn(c Coalition, versions []ContractVersion, t time.Time) (Coalition, Contract, error) {
 	terms := make([]Contract, len(versions))
@@ -182,19 +174,27 @@ func contractIn(c Coalition, versions []ContractVersion, t time.Time) (Coalition
 // Tier returns the tier an earn at business time t would get: from the member's net
 // points earned over the business days D−365 … D−1.
 func (s *Service) Tier(ctx context.Context, c Coalition, member string, t time.Time) (Tier, bool, error) {
-	loc, err := c.Location()
+	from, to, err := tierDays(c, t)
 	if err != nil {
 		return Tier{}, false, err
 	}
-	day := t.In(loc)
-	to := day.Format(time.DateOnly)
-	from := day.AddDate(0, 0, -365).Format(time.DateOnly)
 	earned, err := s.Ledger.EarnedBetween(ctx, member, from, to)
 	if err != nil {
 		return Tier{}, false, err
 	}
 	tier, ok := c.TierFor(earned)
 	return tier, ok, nil
+}
+
+// tierDays returns the business days [from, to) whose points set the tier of an earn at
+// t: D−365 … D−1, as dates in the coalition's time zone.
+func tierDays(c Coalition, t time.Time) (from, to string, err error) {
+	loc, err := c.Location()
+	if err != nil {
+		return "", "", err
+	}
+	day := t.In(loc)
+	return day.AddDate(0, 0, -365).Format(time.DateOnly), day.Format(time.DateOnly), nil
 }
 
 func metadata(m entryMeta) json.RawMessage {
@@ -222,57 +222,59 @@ func memberOf(p *ledger.Posted) MemberBalance {
 // Earn prices a purchase at the partner and credits the points to the member, enrolling
 // an unknown phone or card on the spot.
 func (s *Service) Earn(ctx context.Context, r Request, in EarnInput) (*EarnResult, error) {
-	e, res, err := s.EarnEntry(ctx, r, in)
-	if err != nil || e == nil {
-		return res, err
-	}
-	posted, replayed, err := s.postOne(ctx, *e)
-	if err != nil {
-		return nil, err
-	}
-	out := EarnResultOf(posted)
-	out.Enrolled, out.Replayed = res.Enrolled, replayed
-	return out, nil
+	return repriced(r, func(r Request) (*EarnResult, error) {
+		e, res, err := s.EarnEntry(ctx, r, in)
+		if err != nil || e == nil {
+			return res, err
+		}
+		posted, replayed, err := s.postOne(ctx, *e)
+		if err != nil {
+			return nil, err
+		}
+		out := EarnResultOf(posted)
+		out.Enrolled, out.Replayed = res.Enrolled, replayed
+		return out, nil
+	})
 }
 
 // EarnEntry builds the journal entry of an earn without posting it (batches post many at
 // once). A purchase that earns nothing returns no entry and its answer.
 func (s *Service) EarnEntry(ctx context.Context, r Request, in EarnInput) (*ledger.Entry, *EarnResult, error) {
 	bt := s.businessTime(in.BusinessTime)
-	c, k, err := s.activeTerms(ctx, r, bt)
+	c, k, version, err := s.activeTerms(ctx, r, bt)
 	if err != nil {
 		return nil, nil, err
 	}
-	// A member unknown by phone or card is priced as a new one (no tier history) and
-	// enrolled only once the purchase has priced: a refused earn enrols nobody.
-	m, err := s.Store.FindMember(ctx, in.Member, s.PhoneRegion)
-	known := err == nil
-	if err != nil && (ledger.ErrorCode(err) != ledger.CodeNotFound || in.Member.ID != "") {
+	// The price as a new member (no tier history) comes first: it says whether an unknown
+	// phone or card is enrolled (a refused earn enrols nobody), and the member, its tier
+	// and the enrolment then take one round trip.
+	newMult := decimal.NewFromInt(1)
+	if tier, ok := c.TierFor(decimal.Zero); ok {
+		newMult = tier.Multiplier
+	}
+	newPrice, newErr := PriceEarn(c, k, in.Purchase, newMult, bt)
+	from, to, err := tierDays(c, bt)
+	if err != nil {
 		return nil, nil, err
 	}
-	mult := decimal.NewFromInt(1)
-	if known {
-		tier, hasTier, err := s.Tier(ctx, c, m.ID, bt)
-		if err != nil {
-			return nil, nil, err
+	// An earn that posts answers only after its entry's synchronous commit, which makes
+	// the enrolment durable too; one that earns nothing posts nothing, so its enrolment
+	// must wait for its own flush.
+	m, err := s.Store.resolveMember(ctx, in.Member, s.PhoneRegion, from, to, newErr == nil, !newPrice.Points.IsPositive())
+	if err != nil {
+		return nil, nil, err
+	}
+	price := newPrice
+	if !m.enrolled {
+		if m.ID == "" {
+			// Unknown and not enrolled: the new member's price was refused.
+			return nil, nil, newErr
 		}
-		if hasTier {
+		mult := decimal.NewFromInt(1)
+		if tier, ok := c.TierFor(m.earned); ok {
 			mult = tier.Multiplier
 		}
-	} else if tier, ok := c.TierFor(decimal.Zero); ok {
-		mult = tier.Multiplier
-	}
-	price, err := PriceEarn(c, k, in.Purchase, mult, bt)
-	if err != nil {
-		return nil, nil, err
-	}
-	enrolled := false
-	if !known {
-		// An earn that posts answers only after its entry's synchronous commit, which
-		// makes the enrolment durable too; one that earns nothing posts nothing, so its
-		// enrolment must wait for its own flush.
-		durable := !price.Points.IsPositive()
-		if m, enrolled, err = s.Store.enrolNew(ctx, in.Member, s.PhoneRegion, durable); err != nil {
+		if price, err = PriceEarn(c, k, in.Purchase, mult, bt); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -286,15 +288,16 @@ func (s *Service) EarnEntry(ctx context.Context, r Request, in EarnInput) (*ledg
 			return nil, nil, err
 		}
 		return nil, &EarnResult{Points: price.Points.String(), Member: MemberBalance{ID: m.ID, Balance: bal.Neg(), Held: held.Neg()},
-			Pricing: price, Enrolled: enrolled}, nil
+			Pricing: price, Enrolled: m.enrolled}, nil
 	}
 	e := &ledger.Entry{
 		Kind: ledger.EntryEarn, Partner: r.Partner, Member: m.ID, Reference: in.Reference,
 		IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash, BusinessTime: bt,
-		Metadata: metadata(entryMeta{Pricing: &price}),
-		Op:       ledger.Issue{Points: price.Points, Issuer: r.Partner, ExpiresAt: price.ExpiresAt},
+		Metadata:     metadata(entryMeta{Pricing: &price}),
+		Op:           ledger.Issue{Points: price.Points, Issuer: r.Partner, ExpiresAt: price.ExpiresAt},
+		TermsVersion: version,
 	}
-	return e, &EarnResult{Enrolled: enrolled}, nil
+	return e, &EarnResult{Enrolled: m.enrolled}, nil
 }
 
 // EarnResultOf rebuilds an earn's answer from its journal entry alone, so that a replay
@@ -329,8 +332,11 @@ func (s *Service) postOne(ctx context.Context, e ledger.Entry) (*ledger.Posted, 
 		}
 		res = r[0]
 	}
+	if res.TermsChanged() {
+		return nil, false, ledger.ErrTermsChanged
+	}
 	if res.Err != nil {
-		return nil, res.Replayed, res.Err
+		return nil, res.Replayed, res.Refusal()
 	}
 	return res.Entry, res.Replayed, nil
 }
@@ -357,50 +363,53 @@ type RedeemResult struct {
 
 // redemptionTerms prices a redemption (or a hold) at the partner.
 func (s *Service) redemptionTerms(ctx context.Context, r Request, ref MemberRef, points, value decimal.Decimal,
-	purchase *decimal.Decimal, bt time.Time) (Member, RedemptionPrice, error) {
-	c, k, err := s.activeTerms(ctx, r, bt)
+	purchase *decimal.Decimal, bt time.Time) (Member, RedemptionPrice, int64, error) {
+	c, k, version, err := s.activeTerms(ctx, r, bt)
 	if err != nil {
-		return Member{}, RedemptionPrice{}, err
+		return Member{}, RedemptionPrice{}, 0, err
 	}
 	m, err := s.Store.FindMember(ctx, ref, s.PhoneRegion)
 	if err != nil {
-		return Member{}, RedemptionPrice{}, err
+		return Member{}, RedemptionPrice{}, 0, err
 	}
 	price, err := PriceRedemption(c, k, Redeem{Points: points, Value: value}, purchase)
 	if err != nil {
-		return Member{}, RedemptionPrice{}, err
+		return Member{}, RedemptionPrice{}, 0, err
 	}
-	return m, price, nil
+	return m, price, version, nil
 }
 
 // RedeemEntry builds the journal entry of a redemption without posting it.
 func (s *Service) RedeemEntry(ctx context.Context, r Request, in RedeemInput) (*ledger.Entry, error) {
 	bt := s.businessTime(in.BusinessTime)
-	m, price, err := s.redemptionTerms(ctx, r, in.Member, in.Points, in.Value, in.PurchaseAmount, bt)
+	m, price, version, err := s.redemptionTerms(ctx, r, in.Member, in.Points, in.Value, in.PurchaseAmount, bt)
 	if err != nil {
 		return nil, err
 	}
 	return &ledger.Entry{
 		Kind: ledger.EntryRedemption, Partner: r.Partner, Member: m.ID, Reference: in.Reference,
 		IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash, BusinessTime: bt,
-		Metadata: metadata(entryMeta{Redemption: &price}),
-		Op:       ledger.Consume{Points: price.Points, Consumer: r.Partner, Rate: price.RedeemRate},
+		Metadata:     metadata(entryMeta{Redemption: &price}),
+		Op:           ledger.Consume{Points: price.Points, Consumer: r.Partner, Rate: price.RedeemRate},
+		TermsVersion: version,
 	}, nil
 }
 
 // Redeem takes points from the member in payment at the partner.
 func (s *Service) Redeem(ctx context.Context, r Request, in RedeemInput) (*RedeemResult, error) {
-	e, err := s.RedeemEntry(ctx, r, in)
-	if err != nil {
-		return nil, err
-	}
-	posted, replayed, err := s.postOne(ctx, *e)
-	if err != nil {
-		return nil, err
-	}
-	out := RedeemResultOf(posted)
-	out.Replayed = replayed
-	return out, nil
+	return repriced(r, func(r Request) (*RedeemResult, error) {
+		e, err := s.RedeemEntry(ctx, r, in)
+		if err != nil {
+			return nil, err
+		}
+		posted, replayed, err := s.postOne(ctx, *e)
+		if err != nil {
+			return nil, err
+		}
+		out := RedeemResultOf(posted)
+		out.Replayed = replayed
+		return out, nil
+	})
 }
 
 // RedeemResultOf rebuilds a redemption's (or a capture's) answer from its entry.
@@ -492,22 +501,25 @@ func (s *Service) Hold(ctx context.Context, r Request, in HoldInput) (*HoldResul
 	if expiresIn < 0 || expiresIn > s.HoldMax {
 		return nil, ledger.Errorf(ledger.CodeInvalid, "expires_in must be between 1 second and %s", s.HoldMax).With("field", "expires_in")
 	}
-	m, price, err := s.redemptionTerms(ctx, r, in.Member, in.Points, in.Value, in.PurchaseAmount, bt)
-	if err != nil {
-		return nil, err
-	}
-	posted, replayed, err := s.postOne(ctx, ledger.Entry{
-		Kind: ledger.EntryHold, Partner: r.Partner, Member: m.ID, Reference: in.Reference,
-		IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash, BusinessTime: bt,
-		Metadata: metadata(entryMeta{Redemption: &price}),
-		Op:       ledger.Reserve{Points: price.Points, Consumer: r.Partner, Rate: price.RedeemRate, ExpiresAt: s.Now().UTC().Add(expiresIn)},
+	return repriced(r, func(r Request) (*HoldResult, error) {
+		m, price, version, err := s.redemptionTerms(ctx, r, in.Member, in.Points, in.Value, in.PurchaseAmount, bt)
+		if err != nil {
+			return nil, err
+		}
+		posted, replayed, err := s.postOne(ctx, ledger.Entry{
+			Kind: ledger.EntryHold, Partner: r.Partner, Member: m.ID, Reference: in.Reference,
+			IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash, BusinessTime: bt,
+			Metadata:     metadata(entryMeta{Redemption: &price}),
+			Op:           ledger.Reserve{Points: price.Points, Consumer: r.Partner, Rate: price.RedeemRate, ExpiresAt: s.Now().UTC().Add(expiresIn)},
+			TermsVersion: version,
+		})
+		if err != nil {
+			return nil, err
+		}
+		out := HoldResultOf(posted, price.Value.Currency)
+		out.Replayed = replayed
+		return out, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	out := HoldResultOf(posted, price.Value.Currency)
-	out.Replayed = replayed
-	return out, nil
 }
 
 // Capture turns points of an open hold (zero: all of it) into a redemption at the hold's
@@ -522,27 +534,29 @@ func (s *Service) Void(ctx context.Context, r Request, holdID string) (*HoldResu
 }
 
 func (s *Service) settleHold(ctx context.Context, r Request, holdID string, kind ledger.EntryKind, op ledger.LotOp) (*HoldResult, error) {
-	terms, err := s.activePartnerTerms(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	h, err := s.Ledger.Hold(ctx, holdID)
-	if err != nil {
-		return nil, err
-	}
-	if h.Partner != r.Partner {
-		return nil, ledger.Errorf(ledger.CodeNotFound, "hold %s of partner %s does not exist", holdID, r.Partner)
-	}
-	posted, replayed, err := s.postOne(ctx, ledger.Entry{
-		Kind: kind, Partner: r.Partner, Member: h.Member, IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash,
-		BusinessTime: s.Now().UTC(), Op: op,
+	return repriced(r, func(r Request) (*HoldResult, error) {
+		terms, err := s.activePartnerTerms(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		h, err := s.Ledger.Hold(ctx, holdID)
+		if err != nil {
+			return nil, err
+		}
+		if h.Partner != r.Partner {
+			return nil, ledger.Errorf(ledger.CodeNotFound, "hold %s of partner %s does not exist", holdID, r.Partner)
+		}
+		posted, replayed, err := s.postOne(ctx, ledger.Entry{
+			Kind: kind, Partner: r.Partner, Member: h.Member, IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash,
+			BusinessTime: s.Now().UTC(), Op: op, TermsVersion: terms.Version,
+		})
+		if err != nil {
+			return nil, err
+		}
+		out := HoldResultOf(posted, terms.Coalition.Currency)
+		out.Replayed = replayed
+		return out, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	out := HoldResultOf(posted, terms.Coalition.Currency)
-	out.Replayed = replayed
-	return out, nil
 }
 
 // ReverseInput reverses an earlier earn or redemption of the partner, whole or in part.
@@ -570,11 +584,15 @@ type ReverseResult struct {
 // Reverse reverses an earn (points back pro rata to the returned part of the purchase,
 // cumulatively) or a redemption or capture (points back into their lots).
 func (s *Service) Reverse(ctx context.Context, r Request, in ReverseInput) (*ReverseResult, error) {
-	if err := s.activePartner(ctx, r.Partner); err != nil {
+	return repriced(r, func(r Request) (*ReverseResult, error) { return s.reverse(ctx, r, in) })
+}
+
+func (s *Service) reverse(ctx context.Context, r Request, in ReverseInput) (*ReverseResult, error) {
+	terms, err := s.activePartnerTerms(ctx, r)
+	if err != nil {
 		return nil, err
 	}
 	var orig *ledger.Posted
-	var err error
 	switch {
 	case in.Entry != "":
 		orig, err = s.Ledger.Entry(ctx, in.Entry)
@@ -590,7 +608,7 @@ func (s *Service) Reverse(ctx context.Context, r Request, in ReverseInput) (*Rev
 		return nil, ledger.Errorf(ledger.CodeNotFound, "entry %s of partner %s does not exist", orig.ID, r.Partner)
 	}
 	e := ledger.Entry{Partner: r.Partner, Member: orig.Member, Reference: in.NewReference, Reverses: orig.ID,
-		IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash, BusinessTime: s.Now().UTC()}
+		IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash, BusinessTime: s.Now().UTC(), TermsVersion: terms.Version}
 	switch orig.Kind {
 	case ledger.EntryEarn:
 		if !in.Points.IsZero() {
@@ -605,10 +623,11 @@ func (s *Service) Reverse(ctx context.Context, r Request, in ReverseInput) (*Rev
 			return nil, err
 		}
 		// Taking other issuers' points is a consumption now, at the rate in force now.
-		rate, err := s.redeemRate(ctx, r.Partner, e.BusinessTime)
+		c, k, err := contractIn(terms.Coalition, terms.Versions, e.BusinessTime)
 		if err != nil {
 			return nil, err
 		}
+		rate := k.EffectiveRedeemRate(c)
 		e.Kind = ledger.EntryEarnReversal
 		e.Metadata = metadata(entryMeta{Returned: &returned})
 		e.Op = ledger.Clawback{Lot: orig.Movements[0].Lot, Points: points, Rate: rate}
@@ -669,16 +688,6 @@ func (s *Service) earnReversalPoints(ctx context.Context, orig *ledger.Posted, p
 	// A return too small to reverse a point yet is still recorded (an entry of zero
 	// points), so that it counts towards the next return's rounding.
 	return target(after).Sub(target(before)), amount, nil
-}
-
-// redeemRate is the partner's redeem rate at t: what its clawbacks of other issuers'
-// points are worth.
-func (s *Service) redeemRate(ctx context.Context, partner string, t time.Time) (decimal.Decimal, error) {
-	c, k, err := s.terms(ctx, partner, t)
-	if err != nil {
-		return decimal.Zero, err
-	}
-	return k.EffectiveRedeemRate(c), nil
 }
 
 // MemberView is what any partner may read of a member: balance, held points, tier and the
@@ -768,3 +777,15 @@ func (s *Service) Enrol(ctx context.Context, phone, card string) (Member, error)
 	}
 	return s.Store.Enrol(ctx, phone, card)
 }
+
+// WasReplayed reports whether the answer is the stored first answer to an earlier request.
+func (r *EarnResult) WasReplayed() bool { return r.Replayed }
+
+// WasReplayed reports whether the answer is the stored first answer to an earlier request.
+func (r *RedeemResult) WasReplayed() bool { return r.Replayed }
+
+// WasReplayed reports whether the answer is the stored first answer to an earlier request.
+func (r *HoldResult) WasReplayed() bool { return r.Replayed }
+
+// WasReplayed reports whether the answer is the stored first answer to an earlier request.
+func (r *ReverseResult) WasReplayed() bool { return r.Replayed }

@@ -12,9 +12,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/oklog/ulid/v2"
+	"github.com/shopspring/decimal"
 
 	"github.com/coalitionledger/coalition/audit"
-	"github.com/coalitionledger/coalition/internal/pg"
 	"github.com/coalitionledger/coalition/ledger"
 )
 
@@ -47,7 +47,10 @@ type ContractVersion struct {
 }
 
 // Store keeps the coalition's settings, partners, contract versions and members.
-type Store struct{ pool *pgxpool.Pool }
+type Store struct {
+	pool  *pgxpool.Pool
+	cache *Cache // nil: Terms reads the database every time
+}
 
 // NewStore returns the store over pool (from pg.Connect).
 func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
@@ -80,7 +83,7 @@ func (s *Store) SetCoalition(ctx context.Context, c Coalition) error {
 	if err != nil {
 		return err
 	}
-	err = pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+	err = change(ctx, s.pool, s.cache, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE coalition SET currency = $1, point_value = $2, points_scale = $3, time_zone = $4,
 			settlement_time = $5, tiers = $6`, c.Currency, c.PointValue, c.PointsScale, c.TimeZone, c.SettlementTime, tiers); err != nil {
 			return err
@@ -107,7 +110,7 @@ func (s *Store) CreatePartner(ctx context.Context, id, name string) (Partner, er
 		return Partner{}, ledger.Errorf(ledger.CodeInvalid, "a partner needs a name of 1 to 200 characters").With("field", "name")
 	}
 	var p Partner
-	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+	err := change(ctx, s.pool, s.cache, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `INSERT INTO partners (id, name) VALUES ($1, $2) RETURNING id, name, status, created_at`, id, name).
 			Scan(&p.ID, &p.Name, &p.Status, &p.CreatedAt); err != nil {
 			return err
@@ -153,7 +156,7 @@ func (s *Store) SetPartnerStatus(ctx context.Context, id, status string) (Partne
 		return Partner{}, ledger.Errorf(ledger.CodeInvalid, "status must be active or suspended").With("field", "status")
 	}
 	var p Partner
-	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+	err := change(ctx, s.pool, s.cache, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `UPDATE partners SET status = $2 WHERE id = $1 RETURNING id, name, status, created_at`, id, status).
 			Scan(&p.ID, &p.Name, &p.Status, &p.CreatedAt); err != nil {
 			return err
@@ -173,7 +176,7 @@ func (s *Store) SetPartnerStatus(ctx context.Context, id, status string) (Partne
 // rewrite history: a version takes effect no earlier than now.
 func (s *Store) AddContract(ctx context.Context, partner string, k Contract, now time.Time) (ContractVersion, error) {
 	var out ContractVersion
-	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+	err := change(ctx, s.pool, s.cache, func(tx pgx.Tx) error {
 		// Serialise versions of one partner.
 		if _, err := tx.Exec(ctx, `SELECT 1 FROM partners WHERE id = $1 FOR UPDATE`, partner); err != nil {
 			return err
@@ -212,15 +215,18 @@ func (s *Store) AddContract(ctx context.Context, partner string, k Contract, now
 	return out, nil
 }
 
-// PartnerTerms reads a partner, the coalition's settings and the partner's contract
-// versions in one round trip (three pipelined statements): what pricing a request needs.
-func (s *Store) PartnerTerms(ctx context.Context, id string) (Partner, Coalition, []ContractVersion, error) {
+// PartnerTerms reads a partner's terms in one round trip (four pipelined statements):
+// what pricing a request needs, stamped with the terms version, which it reads first so
+// that the terms are at least as new as their stamp.
+func (s *Store) PartnerTerms(ctx context.Context, id string) (*Terms, error) {
 	var p Partner
 	var c Coalition
 	var tiers []byte
 	var versions []ContractVersion
+	var version int64
 	found := false
 	b := &pgx.Batch{}
+	b.Queue(`SELECT terms_version FROM journal_head`).QueryRow(func(r pgx.Row) error { return r.Scan(&version) })
 	b.Queue(`SELECT id, name, status, created_at FROM partners WHERE id = $1`, id).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			found = true
@@ -239,18 +245,18 @@ func (s *Store) PartnerTerms(ctx context.Context, id string) (Partner, Coalition
 		return err
 	})
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-		return Partner{}, Coalition{}, nil, fmt.Errorf("terms of partner %s: %w", id, err)
+		return nil, fmt.Errorf("terms of partner %s: %w", id, err)
 	}
 	if !found {
-		return Partner{}, Coalition{}, nil, ledger.Errorf(ledger.CodeNotFound, "partner %s does not exist", id)
+		return nil, ledger.Errorf(ledger.CodeNotFound, "partner %s does not exist", id)
 	}
 	if err := json.Unmarshal(tiers, &c.Tiers); err != nil {
-		return Partner{}, Coalition{}, nil, fmt.Errorf("coalition tiers: %w", err)
+		return nil, fmt.Errorf("coalition tiers: %w", err)
 	}
 	if c.Tiers == nil {
 		c.Tiers = []Tier{}
 	}
-	return p, c, versions, nil
+	return &Terms{Partner: p, Coalition: c, Versions: versions, Version: version}, nil
 }
 
 // Contracts lists a partner's contract versions, oldest first.
@@ -374,37 +380,92 @@ func (r MemberRef) String() string {
 	return "card " + r.Card
 }
 
-// enrolNew enrols a phone or card that was just looked up and not found; if another
-// till enrolled it meanwhile, that member is returned. With durable false the enrolment
-// does not wait for its WAL flush (see enrol): only for a caller that answers after a
-// synchronous commit of its own.
-func (s *Store) enrolNew(ctx context.Context, ref MemberRef, region string, durable bool) (Member, bool, error) {
+// resolvedMember is a member as an earn resolves it: found, with its net points earned
+// over the tier's days; enrolled on the spot; or neither (ID empty: unknown, and not to
+// be enrolled).
+type resolvedMember struct {
+	Member
+	earned   decimal.Decimal
+	enrolled bool
+}
+
+// resolveMember finds the member a reference names, with its net points earned over the
+// business days [from, to), or, for an unknown phone or card and enrol true, enrols it:
+// one round trip. An unknown id is not_found. With durable false the enrolment does not
+// wait for its WAL flush: an earn enrols its member so, because nobody is answered before
+// the earn's own entry commits synchronously, later in the same WAL, and that flush makes
+// the member durable too. If the server crashes first, the till's retry simply enrols the
+// member again.
+func (s *Store) resolveMember(ctx context.Context, ref MemberRef, region, from, to string, enrol, durable bool) (resolvedMember, error) {
 	ref, err := ref.normalize(region)
 	if err != nil {
-		return Member{}, false, err
+		return resolvedMember{}, err
 	}
-	var m Member
-	m, err = s.enrol(ctx, ref.Phone, ref.Card, durable)
-	if ledger.ErrorCode(err) == ledger.CodeDuplicateReference {
-		// Another till enrolled the same phone or card a moment ago.
-		m, err = s.FindMember(ctx, ref, region)
-		return m, false, err
+	enrol = enrol && ref.ID == ""
+	const query = `WITH found AS (
+		    SELECT id, phone, card, created_at FROM members
+		     WHERE ($1 <> '' AND id = $1) OR ($2 <> '' AND phone = $2) OR ($3 <> '' AND card = $3)
+		), enrolled AS (
+		    INSERT INTO members (id, phone, card)
+		    SELECT $4, NULLIF($2, ''), NULLIF($3, '') WHERE $5 AND NOT EXISTS (SELECT 1 FROM found)
+		    ON CONFLICT DO NOTHING
+		    RETURNING id, phone, card, created_at
+		)
+		SELECT f.id, f.phone, f.card, f.created_at, false,
+		       (SELECT COALESCE(sum(d.points), 0) FROM member_earned_days d
+		         WHERE d.member_id = f.id AND d.day >= $6::date AND d.day < $7::date)
+		  FROM found f
+		UNION ALL
+		SELECT id, phone, card, created_at, true, 0 FROM enrolled`
+	// Another till may enrol the same phone or card between the look-up and the insert,
+	// which then does nothing: the next try finds that member.
+	for try := 0; try < 3; try++ {
+		var m resolvedMember
+		var phone, card *string
+		found := false
+		scan := func(rows pgx.Rows) error {
+			for rows.Next() {
+				found = true
+				if err := rows.Scan(&m.ID, &phone, &card, &m.CreatedAt, &m.enrolled, &m.earned); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		}
+		args := []any{ref.ID, ref.Phone, ref.Card, ulid.Make().String(), enrol, from, to}
+		b := &pgx.Batch{}
+		if enrol && !durable {
+			// One round trip: the transaction, its setting and the statement, pipelined.
+			b.Queue(`BEGIN`)
+			b.Queue(`SET LOCAL synchronous_commit = off`)
+			b.Queue(query, args...).Query(scan)
+			b.Queue(`COMMIT`)
+		} else {
+			b.Queue(query, args...).Query(scan)
+		}
+		if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+			return resolvedMember{}, fmt.Errorf("resolve member: %w", err)
+		}
+		if phone != nil {
+			m.Phone = *phone
+		}
+		if card != nil {
+			m.Card = *card
+		}
+		switch {
+		case found:
+			return m, nil
+		case ref.ID != "":
+			return resolvedMember{}, ledger.Errorf(ledger.CodeNotFound, "no member is known by %s", ref)
+		case !enrol:
+			return resolvedMember{}, nil
+		}
 	}
-	return m, err == nil, err
+	return resolvedMember{}, fmt.Errorf("resolve member: %s was enrolled and not found three times", ref)
 }
 
 // Enrol creates a member with a phone (E.164) and/or a card number.
 func (s *Store) Enrol(ctx context.Context, phone, card string) (Member, error) {
-	return s.enrol(ctx, phone, card, true)
-}
-
-// enrol creates a member. With durable false the insert commits without waiting for its
-// WAL flush (synchronous_commit off for that transaction alone): an earn enrols its
-// member so, because nobody is answered before the earn's own entry (or refusal) commits
-// synchronously, later in the same WAL, and that flush makes the member durable too. It
-// saves one disk flush per new member at the till; if the server crashes first, the
-// member is simply enrolled again by the till's retry.
-func (s *Store) enrol(ctx context.Context, phone, card string, durable bool) (Member, error) {
 	m := Member{ID: ulid.Make().String(), Phone: phone, Card: card}
 	var p, c *string
 	if phone != "" {
@@ -413,19 +474,7 @@ func (s *Store) enrol(ctx context.Context, phone, card string, durable bool) (Me
 	if card != "" {
 		c = &card
 	}
-	const insert = `INSERT INTO members (id, phone, card) VALUES ($1, $2, $3) RETURNING created_at`
-	var err error
-	if durable {
-		err = s.pool.QueryRow(ctx, insert, m.ID, p, c).Scan(&m.CreatedAt)
-	} else {
-		// One round trip: the transaction, its setting and the insert, pipelined.
-		b := &pgx.Batch{}
-		b.Queue(`BEGIN`)
-		b.Queue(`SET LOCAL synchronous_commit = off`)
-		b.Queue(insert, m.ID, p, c).QueryRow(func(r pgx.Row) error { return r.Scan(&m.CreatedAt) })
-		b.Queue(`COMMIT`)
-		err = s.pool.SendBatch(ctx, b).Close()
-	}
+	err := s.pool.QueryRow(ctx, `INSERT INTO members (id, phone, card) VALUES ($1, $2, $3) RETURNING created_at`, m.ID, p, c).Scan(&m.CreatedAt)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		return Member{}, ledger.Errorf(ledger.CodeDuplicateReference, "a member with this phone or card already exists")
