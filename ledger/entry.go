@@ -85,6 +85,21 @@ type Entry struct {
 	// at; the engine sends the entry back with ErrTermsChanged, writing nothing, if the
 	// version has moved since. Zero: the entry depends on no cached terms.
 	TermsVersion int64 `json:"-"`
+
+	// meta is Metadata in canonical form (or metaErr), worked out before the batch's
+	// transaction so that the writer does not do it while it holds the journal head.
+	meta     json.RawMessage
+	metaErr  *Error
+	metaDone bool
+}
+
+// canonicalMeta returns the entry's metadata in canonical form, or why it is refused.
+func (e *Entry) canonicalMeta() (json.RawMessage, *Error) {
+	if !e.metaDone {
+		e.meta, e.metaErr = canonicalMetadata(e.Metadata)
+		e.metaDone = true
+	}
+	return e.meta, e.metaErr
 }
 
 // LotOp is an operation on a member's points lots; the engine resolves it against the

@@ -274,7 +274,7 @@ func (b *books) plan(e *Entry) (*planned, *Error) {
 	if e.Reference != "" && b.references[referenceKey(e.Partner, e.Kind, e.Reference)] {
 		return nil, Errorf(CodeDuplicateReference, "reference %q was already used by partner %s for a %s", e.Reference, e.Partner, e.Kind).With("reference", e.Reference)
 	}
-	meta, err := canonicalMetadata(e.Metadata)
+	meta, err := e.canonicalMeta()
 	if err != nil {
 		return nil, err
 	}

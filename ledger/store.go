@@ -172,6 +172,7 @@ func prepare(entries []Entry) ([]Entry, [][]byte, error) {
 	copy(work, entries)
 	hashes := make([][]byte, len(work))
 	for i := range work {
+		work[i].canonicalMeta()
 		if work[i].IdempotencyKey != "" {
 			hashes[i] = work[i].RequestHash
 			if hashes[i] == nil {
@@ -301,6 +302,14 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 	// Round trip 1: lock, in this order, the idempotency keys and references (advisory),
 	// the member accounts (sorted), then the journal head; and load what planning needs.
 	b := &pgx.Batch{}
+	// These reads name rows by key: each is planned once per connection (a generic plan),
+	// by index however small the tables were then. Left alone, PostgreSQL plans them again
+	// on every batch, or keeps a generic plan made on a nearly empty table (a sequential
+	// scan) until the table is next analysed, and then every batch scans the whole table.
+	// (Without sequential scans a one-row table costs as if huge: no JIT for that.)
+	b.Queue(`SET LOCAL plan_cache_mode = force_generic_plan`)
+	b.Queue(`SET LOCAL enable_seqscan = off`)
+	b.Queue(`SET LOCAL jit = off`)
 	if len(locks.advisory) > 0 {
 		b.Queue(`SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest($1::bigint[]) AS k ORDER BY 1) s`, locks.advisory)
 	}
@@ -438,6 +447,9 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 	b.Queue(`SELECT currency, points_scale, time_zone FROM coalition`).QueryRow(func(r pgx.Row) error {
 		return r.Scan(&currency, &pointsScale, &zone)
 	})
+	b.Queue(`SET LOCAL plan_cache_mode TO DEFAULT`)
+	b.Queue(`SET LOCAL enable_seqscan TO DEFAULT`)
+	b.Queue(`SET LOCAL jit TO DEFAULT`)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
 	}
@@ -536,7 +548,7 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 			posted.Hold.Position = position
 		}
 		lotPosition[p.id] = position
-		h, err := EntryHash(posted, units)
+		h, err := entryHash(posted, units) // p.metadata is canonical already
 		if err != nil {
 			return nil, err
 		}

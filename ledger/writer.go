@@ -149,6 +149,7 @@ func (w *Writer) Post(ctx context.Context, e Entry) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
+	e.canonicalMeta() // here, in the caller's goroutine, rather than in the flusher's
 	req := &writeRequest{ctx: ctx, entry: e, reply: make(chan writeReply, 1)}
 	w.mu.RLock()
 	if w.closed {

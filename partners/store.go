@@ -402,59 +402,72 @@ func (s *Store) resolveMember(ctx context.Context, ref MemberRef, region, from, 
 		return resolvedMember{}, err
 	}
 	enrol = enrol && ref.ID == ""
-	const query = `WITH found AS (
-		    SELECT id, phone, card, created_at FROM members
-		     WHERE ($1 <> '' AND id = $1) OR ($2 <> '' AND phone = $2) OR ($3 <> '' AND card = $3)
-		), enrolled AS (
-		    INSERT INTO members (id, phone, card)
-		    SELECT $4, NULLIF($2, ''), NULLIF($3, '') WHERE $5 AND NOT EXISTS (SELECT 1 FROM found)
-		    ON CONFLICT DO NOTHING
-		    RETURNING id, phone, card, created_at
-		)
-		SELECT f.id, f.phone, f.card, f.created_at, false,
+	// One statement per identifier, each with its own index: no OR for the planner.
+	column, value := "id", ref.ID
+	switch {
+	case ref.Phone != "":
+		column, value = "phone", ref.Phone
+	case ref.Card != "":
+		column, value = "card", ref.Card
+	}
+	find := `SELECT m.id, m.phone, m.card, m.created_at,
 		       (SELECT COALESCE(sum(d.points), 0) FROM member_earned_days d
-		         WHERE d.member_id = f.id AND d.day >= $6::date AND d.day < $7::date)
-		  FROM found f
-		UNION ALL
-		SELECT id, phone, card, created_at, true, 0 FROM enrolled`
+		         WHERE d.member_id = m.id AND d.day >= $2::date AND d.day < $3::date)
+		  FROM members m WHERE m.` + column + ` = $1`
 	// Another till may enrol the same phone or card between the look-up and the insert,
-	// which then does nothing: the next try finds that member.
+	// which then does nothing (and nothing at all for a known member): the next try
+	// finds that member.
 	for try := 0; try < 3; try++ {
 		var m resolvedMember
 		var phone, card *string
 		found := false
-		scan := func(rows pgx.Rows) error {
+		b := &pgx.Batch{}
+		if enrol && !durable {
+			// One round trip: the transaction, its setting and the statements, pipelined.
+			b.Queue(`BEGIN`)
+			b.Queue(`SET LOCAL synchronous_commit = off`)
+		}
+		b.Queue(find, value, from, to).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				found = true
-				if err := rows.Scan(&m.ID, &phone, &card, &m.CreatedAt, &m.enrolled, &m.earned); err != nil {
+				if err := rows.Scan(&m.ID, &phone, &card, &m.CreatedAt, &m.earned); err != nil {
 					return err
 				}
 			}
 			return rows.Err()
+		})
+		var enrolled Member
+		if enrol {
+			enrolled = Member{ID: ulid.Make().String(), Phone: ref.Phone, Card: ref.Card}
+			b.Queue(`INSERT INTO members (id, phone, card) VALUES ($1, NULLIF($2, ''), NULLIF($3, ''))
+				ON CONFLICT DO NOTHING RETURNING created_at`, enrolled.ID, ref.Phone, ref.Card).
+				Query(func(rows pgx.Rows) error {
+					for rows.Next() {
+						m.enrolled = true
+						if err := rows.Scan(&enrolled.CreatedAt); err != nil {
+							return err
+						}
+					}
+					return rows.Err()
+				})
 		}
-		args := []any{ref.ID, ref.Phone, ref.Card, ulid.Make().String(), enrol, from, to}
-		b := &pgx.Batch{}
 		if enrol && !durable {
-			// One round trip: the transaction, its setting and the statement, pipelined.
-			b.Queue(`BEGIN`)
-			b.Queue(`SET LOCAL synchronous_commit = off`)
-			b.Queue(query, args...).Query(scan)
 			b.Queue(`COMMIT`)
-		} else {
-			b.Queue(query, args...).Query(scan)
 		}
 		if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 			return resolvedMember{}, fmt.Errorf("resolve member: %w", err)
 		}
-		if phone != nil {
-			m.Phone = *phone
-		}
-		if card != nil {
-			m.Card = *card
-		}
 		switch {
 		case found:
+			if phone != nil {
+				m.Phone = *phone
+			}
+			if card != nil {
+				m.Card = *card
+			}
 			return m, nil
+		case m.enrolled:
+			return resolvedMember{Member: enrolled, enrolled: true}, nil
 		case ref.ID != "":
 			return resolvedMember{}, ledger.Errorf(ledger.CodeNotFound, "no member is known by %s", ref)
 		case !enrol:
