@@ -369,3 +369,29 @@ func TestPartnerAPIReviewRegressions(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A refusal is marked as replayed only when it answers a repeated request: the engine's
+// own refusal (stored with its key as it is made) and a refusal before the engine alike.
+func TestOnlyRepeatedRefusalsAreReplays(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	member := map[string]string{"card": "r-1"}
+	e.post("/v1/partners/fuelco/earns", e.fuel, "e-1", map[string]any{"member": member, "amount": "100.00", "currency": "RUB"}).
+		want(t, http.StatusCreated)
+	tooMuch := map[string]any{"member": member, "points": "1000"}
+	for i, replayed := range []string{"", "true"} {
+		r := e.post("/v1/partners/fuelco/redemptions", e.fuel, "r-1", tooMuch)
+		r.wantError(t, http.StatusUnprocessableEntity, "insufficient_points")
+		if got := r.Header.Get("Idempotent-Replayed"); got != replayed {
+			t.Fatalf("engine refusal, request %d: Idempotent-Replayed %q, want %q", i+1, got, replayed)
+		}
+	}
+	badCurrency := map[string]any{"member": member, "amount": "10.00", "currency": "USD"}
+	for i, replayed := range []string{"", "true"} {
+		r := e.post("/v1/partners/fuelco/earns", e.fuel, "e-2", badCurrency)
+		r.wantError(t, http.StatusUnprocessableEntity, "currency_mismatch")
+		if got := r.Header.Get("Idempotent-Replayed"); got != replayed {
+			t.Fatalf("refusal before the engine, request %d: Idempotent-Replayed %q, want %q", i+1, got, replayed)
+		}
+	}
+}

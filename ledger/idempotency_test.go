@@ -81,3 +81,53 @@ func TestRefusalsBeforeTheEngineAreAnswersToo(t *testing.T) {
 		t.Fatal("a key with a stored refusal posted")
 	}
 }
+
+// An entry priced at a terms version that is not the journal's comes back unwritten, its
+// idempotency key left free, and the ledger tells its observer the version it read.
+func TestEntriesPricedOnOldTermsComeBackUnwritten(t *testing.T) {
+	t.Parallel()
+	l, _ := open(t)
+	ctx := context.Background()
+	var seen int64 = -1
+	l.ObserveTerms(func(v int64) { seen = v })
+	var version int64
+	if _, err := l.Pool().Exec(ctx, `UPDATE journal_head SET terms_version = 7`); err != nil {
+		t.Fatal(err)
+	}
+	l.Pool().QueryRow(ctx, `SELECT terms_version FROM journal_head`).Scan(&version)
+	stale := earn("m", "a", "10", "k-terms")
+	stale.TermsVersion = version - 1
+	fresh := earn("m2", "a", "5", "k-other")
+	fresh.TermsVersion = version
+	res, err := l.Post(ctx, []ledger.Entry{stale, fresh})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].TermsChanged() || res[0].Entry != nil {
+		t.Fatalf("stale entry: %+v", res[0])
+	}
+	if res[1].Err != nil || res[1].Entry == nil || res[1].Entry.Position != 1 {
+		t.Fatalf("its neighbour: %+v", res[1])
+	}
+	if seen != version {
+		t.Fatalf("observer saw %d, want %d", seen, version)
+	}
+	var keys int
+	l.Pool().QueryRow(ctx, `SELECT count(*) FROM idempotency_keys WHERE key = 'k-terms'`).Scan(&keys)
+	if keys != 0 {
+		t.Fatalf("the stale entry's key has %d stored answers", keys)
+	}
+	// Priced again at the journal's version, the same key posts.
+	stale.TermsVersion = version
+	p := mustPost(t, l, stale)
+	if p.Position != 2 {
+		t.Fatalf("re-posted at %d", p.Position)
+	}
+	// A batch all or nothing is refused whole.
+	old := earn("m", "a", "1", "k-atomic")
+	old.TermsVersion = version + 1
+	res, err = l.PostAll(ctx, []ledger.Entry{earn("m", "a", "1", "k-atomic-2"), old})
+	if err != nil || res[0].Err == nil || res[0].Err.Code != ledger.CodeBatchAborted || !res[1].TermsChanged() {
+		t.Fatalf("all-or-nothing batch: %+v %v", res, err)
+	}
+}
