@@ -815,7 +815,7 @@ func (l *Ledger) write(ctx context.Context, tx pgx.Tx, units Units, entries []En
 	}
 	if len(kKey) > 0 {
 		b.Queue(`INSERT INTO idempotency_keys (partner_id, key, request_hash, entry_id, result, created_at)
-			SELECT partner, key, hash, NULLIF(entry, ''), result::jsonb, $6
+			SELECT partner, key, hash, NULLIF(entry, ''), result::json, $6
 			  FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[]) AS t(partner, key, hash, entry, result)`,
 			kPartner, kKey, kHash, kEntry, kResult, recordedAt)
 	}
