@@ -102,6 +102,11 @@ func (c *commitCutter) pump(client, server net.Conn, dropping *atomic.Bool, repl
 	}
 	binary.Write(server, binary.BigEndian, n)
 	server.Write(startup)
+	// Statements are prepared (Parse) apart from being run (Bind, Execute), and a COMMIT may
+	// travel in a pipeline that ends at its Sync: the cut comes where a COMMIT is bound,
+	// and, after the server, once the pipeline's Sync is through.
+	commits := map[string]bool{} // prepared statements that are a COMMIT
+	forwardToSync := false
 	for {
 		head := make([]byte, 5)
 		if _, err := io.ReadFull(client, head); err != nil {
@@ -111,24 +116,50 @@ func (c *commitCutter) pump(client, server net.Conn, dropping *atomic.Bool, repl
 		if _, err := io.ReadFull(client, body); err != nil {
 			return
 		}
-		isCommit := (head[0] == 'Q' || head[0] == 'P') && bytes.Contains(bytes.ToLower(body), []byte("commit"))
+		isCommit := false
+		switch head[0] {
+		case 'Q':
+			isCommit = bytes.Contains(bytes.ToLower(body), []byte("commit"))
+		case 'P': // name, query
+			if parts := bytes.SplitN(body, []byte{0}, 3); len(parts) == 3 && bytes.Contains(bytes.ToLower(parts[1]), []byte("commit")) {
+				commits[string(parts[0])] = true
+			}
+		case 'B': // portal, statement
+			if parts := bytes.SplitN(body, []byte{0}, 3); len(parts) == 3 {
+				isCommit = commits[string(parts[1])]
+			}
+		}
 		if isCommit && c.armed.CompareAndSwap(true, false) {
 			dropping.Store(true)
-			if c.afterSrv {
-				server.Write(append(head, body...))
-				// Let the server finish the commit; its answer is never passed on.
-				select {
-				case <-replied:
-				case <-time.After(10 * time.Second):
-				}
+			if !c.afterSrv {
+				c.once.Do(func() { close(c.cut) })
+				return
 			}
-			c.once.Do(func() { close(c.cut) })
+			forwardToSync = head[0] != 'Q'
+			if !forwardToSync {
+				c.finishCut(server, append(head, body...), replied)
+				return
+			}
+		}
+		if forwardToSync && head[0] == 'S' {
+			c.finishCut(server, append(head, body...), replied)
 			return
 		}
 		if _, err := server.Write(append(head, body...)); err != nil {
 			return
 		}
 	}
+}
+
+// finishCut sends the last message of a COMMIT to the server, lets the server finish the
+// commit (its answer is never passed on), and cuts.
+func (c *commitCutter) finishCut(server net.Conn, last []byte, replied chan struct{}) {
+	server.Write(last)
+	select {
+	case <-replied:
+	case <-time.After(10 * time.Second):
+	}
+	c.once.Do(func() { close(c.cut) })
 }
 
 func testCutCommit(t *testing.T, afterServer bool) {

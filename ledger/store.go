@@ -116,12 +116,14 @@ func (l *Ledger) post(ctx context.Context, entries []Entry, atomic bool) ([]Resu
 		return nil, err
 	}
 	var results []Result
-	err = pg.InTx(ctx, l.pool, func(tx pgx.Tx) error {
+	// Two round trips: BEGIN rides with the reads, COMMIT with the writes.
+	err = pg.InPipelinedTx(ctx, l.pool, func(tx pg.Sender) (*pgx.Batch, error) {
 		fresh := make([]Entry, len(work))
 		copy(fresh, work)
+		var writes *pgx.Batch
 		var err error
-		results, err = l.postTx(ctx, tx, fresh, hashes, atomic)
-		return err
+		results, writes, err = l.postTx(ctx, tx, fresh, hashes, atomic)
+		return writes, err
 	})
 	if errors.Is(err, errAborted) {
 		return results, nil
@@ -141,7 +143,10 @@ func (l *Ledger) PostAllIn(ctx context.Context, tx pgx.Tx, entries []Entry) ([]*
 	if err != nil {
 		return nil, err
 	}
-	results, err := l.postTx(ctx, tx, work, hashes, true)
+	results, writes, err := l.postTx(ctx, tx, work, hashes, true)
+	if err == nil && writes.Len() > 0 {
+		err = tx.SendBatch(ctx, writes).Close()
+	}
 	if errors.Is(err, errAborted) {
 		for _, r := range results {
 			if r.Err != nil && r.Err.Code != CodeBatchAborted {
@@ -280,7 +285,7 @@ type storedKey struct {
 	result []byte
 }
 
-func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes [][]byte, atomic bool) ([]Result, error) {
+func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hashes [][]byte, atomic bool) ([]Result, *pgx.Batch, error) {
 	now := l.clock().UTC().Truncate(time.Microsecond)
 	locks := collectLocks(entries)
 	bk := &books{
@@ -451,18 +456,18 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 	b.Queue(`SET LOCAL enable_seqscan TO DEFAULT`)
 	b.Queue(`SET LOCAL jit TO DEFAULT`)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if observe := l.onTerms.Load(); observe != nil {
 		(*observe)(head.termsVersion)
 	}
 	units, err := NewUnits(currency, pointsScale)
 	if err != nil {
-		return nil, fmt.Errorf("coalition settings: %w", err)
+		return nil, nil, fmt.Errorf("coalition settings: %w", err)
 	}
 	bk.units = units
 	if bk.zone, err = LoadZone(zone); err != nil {
-		return nil, fmt.Errorf("coalition time zone %q: %w", zone, err)
+		return nil, nil, fmt.Errorf("coalition time zone %q: %w", zone, err)
 	}
 	// Lots created by this batch come after every lot already in the journal.
 	bk.nextOrder = head.position
@@ -515,7 +520,7 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 				results[i] = Result{Err: Errorf(CodeBatchAborted, "another entry of this all-or-nothing batch was refused; nothing was written")}
 			}
 		}
-		return results, errAborted
+		return results, nil, errAborted
 	}
 
 	// Positions, record time and the hash chain for the whole batch in one step.
@@ -550,7 +555,7 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 		lotPosition[p.id] = position
 		h, err := entryHash(posted, units) // p.metadata is canonical already
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		posted.Hash = h
 		prev = h
@@ -559,15 +564,16 @@ func (l *Ledger) postTx(ctx context.Context, tx pgx.Tx, entries []Entry, hashes 
 	for i, j := range repeats {
 		first, err := json.Marshal(results[j])
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		results[i] = replay(storedKey{hash: hashes[j], result: first}, hashes[i], &entries[i])
 	}
 
-	if err := l.write(ctx, tx, units, entries, hashes, results, plans, bk, lotPosition, position, prev, recordedAt); err != nil {
-		return nil, err
+	writes, err := l.write(units, entries, hashes, results, plans, bk, lotPosition, position, prev, recordedAt)
+	if err != nil {
+		return nil, nil, err
 	}
-	return results, nil
+	return results, writes, nil
 }
 
 // replay answers a reused idempotency key: the stored first answer, or a conflict when the
@@ -681,8 +687,8 @@ func (bk *books) chargeConsumptions() {
 }
 
 // write is the second round trip: every row of the batch, then the new head.
-func (l *Ledger) write(ctx context.Context, tx pgx.Tx, units Units, entries []Entry, hashes [][]byte, results []Result,
-	plans []*planned, bk *books, lotPosition map[string]int64, position int64, headHash []byte, recordedAt time.Time) error {
+func (l *Ledger) write(units Units, entries []Entry, hashes [][]byte, results []Result,
+	plans []*planned, bk *books, lotPosition map[string]int64, position int64, headHash []byte, recordedAt time.Time) (*pgx.Batch, error) {
 	var (
 		eID, eKind, ePartner, eMember, eRef, eReverses []string
 		ePos                                           []int64
@@ -801,7 +807,7 @@ func (l *Ledger) write(ctx context.Context, tx pgx.Tx, units Units, entries []En
 		}
 		raw, err := json.Marshal(r)
 		if err != nil {
-			return fmt.Errorf("store answer: %w", err)
+			return nil, fmt.Errorf("store answer: %w", err)
 		}
 		kPartner = append(kPartner, e.Partner)
 		kKey = append(kKey, e.IdempotencyKey)
@@ -822,10 +828,7 @@ func (l *Ledger) write(ctx context.Context, tx pgx.Tx, units Units, entries []En
 	if len(eID) > 0 {
 		b.Queue(`UPDATE journal_head SET position = $1, hash = $2, recorded_at = $3`, position, headHash, recordedAt)
 	}
-	if b.Len() == 0 {
-		return nil
-	}
-	return tx.SendBatch(ctx, b).Close()
+	return b, nil
 }
 
 // queueLots writes the lots and debts the batch created or changed, in their final state.
