@@ -245,16 +245,14 @@ func canonicalMetadata(raw json.RawMessage) (json.RawMessage, *Error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return json.RawMessage(`{}`), nil
 	}
-	var obj map[string]any
-	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
+	// The transform parses the text whole (a syntax error is its error); what it gives
+	// back must be an object.
+	out, err := jcs.Transform(raw)
+	if err != nil || len(out) == 0 || out[0] != '{' {
 		return nil, Errorf(CodeInvalid, "metadata must be a JSON object")
 	}
 	if bytes.Contains(raw, []byte(`\u0000`)) {
 		return nil, Errorf(CodeInvalid, "metadata may not contain NUL characters")
-	}
-	out, err := jcs.Transform(raw)
-	if err != nil {
-		return nil, Errorf(CodeInvalid, "metadata: %v", err)
 	}
 	return out, nil
 }
