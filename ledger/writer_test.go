@@ -575,7 +575,9 @@ func TestWriterCancelledGroupIsLeftOut(t *testing.T) {
 	if _, err := blocker.Exec(ctx, `SELECT 1 FROM journal_head FOR UPDATE`); err != nil {
 		t.Fatal(err)
 	}
-	w := newWriter(t, l, ledger.WriterConfig{MaxBatch: 2, Flushers: 1})
+	// Batches of one: the first entry's batch forms at once, and the group (bigger than a
+	// batch) waits in the queue until the flusher is free.
+	w := newWriter(t, l, ledger.WriterConfig{MaxBatch: 1, Flushers: 1})
 	first := make(chan error, 1)
 	go func() {
 		_, err := w.Post(ctx, earn("first", "a", "1", "f"))
