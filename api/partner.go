@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -18,9 +17,6 @@ import (
 
 // MaxBatchItems bounds a /batch request.
 const MaxBatchItems = ledger.MaxBatch
-
-// batchPricers is how many items of a /batch are priced at once.
-const batchPricers = 8
 
 // registerPartnerRoutes adds the partner operations under /v1/partners/:partner.
 func (s *Server) registerPartnerRoutes(g *echo.Group) {
@@ -483,8 +479,9 @@ func (s *Server) batch(c echo.Context) error {
 	}
 	ops := map[string]operation{"earn": s.earn, "redemption": s.redeem, "hold": s.hold, "capture": s.capture, "void": s.void, "reversal": s.reverse}
 	answers := make([]batchAnswer, len(in.Items))
-	// Earns and redemptions are priced one by one and posted together in one engine batch;
-	// any other item first flushes them, so that every item sees those before it.
+	// Earns and redemptions are priced together and posted together, as one group of the
+	// group-commit writer (one shared transaction); any other item first flushes them, so
+	// that every item sees those before it.
 	var pending []ledger.Entry
 	var pendingAt []int
 	var pendingReq []partners.Request
@@ -494,7 +491,7 @@ func (s *Server) batch(c echo.Context) error {
 		if len(pending) == 0 {
 			return
 		}
-		res, err := s.cfg.Ledger.Post(c.Request().Context(), pending)
+		res, err := s.service().Writer.PostGroup(c.Request().Context(), pending)
 		for j, i := range pendingAt {
 			switch {
 			case err != nil:
@@ -551,14 +548,9 @@ func (s *Server) batch(c echo.Context) error {
 	if err != nil {
 		return writeError(c, err)
 	}
-	// Consecutive earns and redemptions with keys used once are priced concurrently (a
-	// few at a time), since nothing between them is posted before they are anyway.
-	type pricedItem struct {
-		e      *ledger.Entry
-		answer batchAnswer
-		err    error
-		done   bool
-	}
+	// Consecutive earns and redemptions with keys used once are priced together (their
+	// members resolved in one round trip), since nothing between them is posted before
+	// they are anyway.
 	priced := make([]pricedItem, len(in.Items))
 	itemContext = func(item batchItemJSON) echo.Context {
 		ic := c.Echo().NewContext(c.Request(), c.Response())
@@ -577,22 +569,14 @@ func (s *Server) batch(c echo.Context) error {
 			}
 			to++
 		}
-		sem := make(chan struct{}, batchPricers)
-		var wg sync.WaitGroup
+		reqs := make([]partners.Request, to-from)
+		pre := make([]*ledger.Result, to-from)
 		for i := from; i < to; i++ {
-			item := in.Items[i]
-			r := partners.Request{Partner: partner, IdempotencyKey: item.IdempotencyKey, Terms: terms,
+			reqs[i-from] = partners.Request{Partner: partner, IdempotencyKey: in.Items[i].IdempotencyKey, Terms: terms,
 				RequestHash: onceHashes[onceAt[i]]}
-			wg.Add(1)
-			sem <- struct{}{}
-			go func(i int) {
-				defer wg.Done()
-				defer func() { <-sem }()
-				e, answer, err := s.batchEntry(itemContext(item), r, item, &stored[onceAt[i]])
-				priced[i] = pricedItem{e: e, answer: answer, err: err, done: true}
-			}(i)
+			pre[i-from] = stored[onceAt[i]]
 		}
-		wg.Wait()
+		copy(priced[from:to], s.batchEntries(c, itemContext, reqs, in.Items[from:to], pre, true))
 	}
 	for i, item := range in.Items {
 		if _, once := onceAt[i]; once && !priced[i].done && len(item.IdempotencyKey) <= ledger.MaxTextLength {
@@ -622,7 +606,7 @@ func (s *Server) batch(c echo.Context) error {
 		if item.Type == "earn" || item.Type == "redemption" {
 			p := priced[i]
 			if !p.done {
-				p.e, p.answer, p.err = s.batchEntry(ic, r, item, nil)
+				p = s.batchEntries(c, itemContext, []partners.Request{r}, []batchItemJSON{item}, nil, false)[0]
 			}
 			e, answer, err := p.e, p.answer, p.err
 			switch {
@@ -649,61 +633,101 @@ func (s *Server) batch(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"items": answers})
 }
 
-// batchEntry prepares an earn or a redemption of a batch: the stored first answer of a
-// replay, the answer of an earn that earns nothing, or the entry to post. A refusal
-// before the engine is recorded as the item's first answer. pre, if set, is the key's
-// stored answer as the batch looked it up with the others (nil inside: a new key).
-func (s *Server) batchEntry(c echo.Context, r partners.Request, item batchItemJSON, pre **ledger.Result) (*ledger.Entry, batchAnswer, error) {
+// pricedItem is an earn or a redemption of a batch, prepared: the entry to post, or the
+// item's answer (a stored first answer, an earn that earns nothing), or its error.
+type pricedItem struct {
+	e      *ledger.Entry
+	answer batchAnswer
+	err    error
+	done   bool
+}
+
+// batchEntries prepares earns and redemptions of a batch together: the stored first
+// answer of a replay, the answer of an earn that earns nothing, or the entry to post,
+// their members resolved in one round trip. A refusal before the engine is recorded as
+// the item's first answer. With looked true, pre holds each key's stored answer as the
+// batch looked it up with the others (nil: a new key); else each key is looked up here.
+func (s *Server) batchEntries(c echo.Context, itemContext func(batchItemJSON) echo.Context, reqs []partners.Request,
+	items []batchItemJSON, pre []*ledger.Result, looked bool) []pricedItem {
 	ctx := c.Request().Context()
-	var stored *ledger.Result
-	if pre != nil {
-		stored = *pre
-	} else {
+	out := make([]pricedItem, len(items))
+	var toPrice []partners.PriceItem
+	var at []int
+	for i, item := range items {
+		out[i].done = true
+		r := reqs[i]
+		var stored *ledger.Result
+		if looked {
+			stored = pre[i]
+		} else {
+			var err error
+			if stored, err = s.cfg.Ledger.Lookup(ctx, r.Partner, r.IdempotencyKey, r.RequestHash); err != nil {
+				out[i].err = err
+				continue
+			}
+		}
+		ic := itemContext(item)
+		if stored != nil {
+			if stored.Err != nil {
+				out[i].err = stored.Err
+				continue
+			}
+			status, body, err := s.renderStored(ic, stored)
+			out[i].answer, out[i].err = batchAnswer{Status: status, Body: body}, err
+			continue
+		}
+		p := partners.PriceItem{Request: r}
 		var err error
-		if stored, err = s.cfg.Ledger.Lookup(ctx, r.Partner, r.IdempotencyKey, r.RequestHash); err != nil {
-			return nil, batchAnswer{}, err
+		if item.Type == "earn" {
+			var in partners.EarnInput
+			in, err = s.earnInput(ic, item.Body)
+			p.Earn = &in
+		} else {
+			var in partners.RedeemInput
+			in, _, err = s.redeemInput(ic, item.Body, false)
+			p.Redeem = &in
+		}
+		if err != nil {
+			out[i] = s.refuseItem(ic, r, err)
+			continue
+		}
+		toPrice, at = append(toPrice, p), append(at, i)
+	}
+	if len(toPrice) == 0 {
+		return out
+	}
+	res, err := s.service().PriceEntries(ctx, toPrice)
+	for j, i := range at {
+		switch {
+		case err != nil:
+			out[i].err = err
+		case res[j].Err != nil:
+			out[i] = s.refuseItem(itemContext(items[i]), reqs[i], res[j].Err)
+		case res[j].Entry == nil:
+			out[i].answer = batchAnswer{Status: http.StatusOK, Body: res[j].Zero}
+		default:
+			out[i].e = res[j].Entry
 		}
 	}
-	var err error
-	if stored != nil {
-		if stored.Err != nil {
-			return nil, batchAnswer{}, stored.Err
-		}
-		status, body, err := s.renderStored(c, stored)
-		return nil, batchAnswer{Status: status, Body: body}, err
-	}
-	var e *ledger.Entry
-	var zero *partners.EarnResult
-	if item.Type == "earn" {
-		in, ierr := s.earnInput(c, item.Body)
-		if err = ierr; err == nil {
-			e, zero, err = s.service().EarnEntry(ctx, r, in)
-		}
-	} else {
-		in, _, ierr := s.redeemInput(c, item.Body, false)
-		if err = ierr; err == nil {
-			e, err = s.service().RedeemEntry(ctx, r, in)
-		}
-	}
+	return out
+}
+
+// refuseItem records a refusal before the engine as the first answer to the item's key,
+// unless the key has one already, which is then the answer.
+func (s *Server) refuseItem(c echo.Context, r partners.Request, err error) pricedItem {
 	var lerr *ledger.Error
-	if errors.As(err, &lerr) {
-		res, rerr := s.cfg.Ledger.Refuse(ctx, r.Partner, r.IdempotencyKey, r.RequestHash, lerr)
-		if rerr != nil {
-			return nil, batchAnswer{}, rerr
-		}
-		if res.Entry != nil { // a racing request with the key posted first
-			status, body, err := s.renderStored(c, &res)
-			return nil, batchAnswer{Status: status, Body: body}, err
-		}
-		return nil, batchAnswer{}, res.Err
+	if !errors.As(err, &lerr) {
+		return pricedItem{err: err, done: true}
 	}
-	if err != nil {
-		return nil, batchAnswer{}, err
+	res, rerr := s.cfg.Ledger.Refuse(c.Request().Context(), r.Partner, r.IdempotencyKey, r.RequestHash, lerr)
+	if rerr != nil {
+		return pricedItem{err: rerr, done: true}
 	}
-	if e == nil {
-		return nil, batchAnswer{Status: http.StatusOK, Body: zero}, nil
+	if res.Entry != nil { // a racing request with the key posted first
+		status, body, err := s.renderStored(c, &res)
+		return pricedItem{answer: batchAnswer{Status: status, Body: body}, err: err, done: true}
 	}
-	return e, batchAnswer{}, nil
+	return pricedItem{err: res.Err, done: true}
 }
 
 func errorAnswer(err error) batchAnswer {

@@ -37,7 +37,7 @@ const (
 // WriterConfig sizes a Writer; zero fields take the defaults.
 type WriterConfig struct {
 	Queue        int           // entries that may wait; a post beyond it gets ErrWriterFull
-	MaxBatch     int           // entries per shared transaction, at most MaxBatch
+	MaxBatch     int           // entries per shared transaction, at most MaxBatch (a bigger group goes alone)
 	Window       time.Duration // how long a batch that is not full waits for more
 	Flushers     int           // batches in flight at once
 	BatchTimeout time.Duration // deadline of one shared transaction
@@ -51,11 +51,16 @@ type WriterConfig struct {
 // never fails its neighbours (Post answers item by item), and idempotency holds exactly
 // as for posts one at a time: a key repeated in one batch is answered with its first
 // use's answer by the engine, and keys in concurrent batches serialise on their advisory
-// locks. Build it with NewWriter and stop it with Close, which drains the queue.
+// locks. A group (PostGroup) is a caller's run of entries that stays together, in order,
+// in one shared transaction. Build it with NewWriter and stop it with Close, which drains
+// the queue.
 type Writer struct {
 	l     *Ledger
 	cfg   WriterConfig
 	queue chan *writeRequest
+	// queued counts the entries in the queue, not yet taken into a batch; the queue's
+	// bound is on entries, whatever the groups' sizes.
+	queued atomic.Int64
 
 	mu     sync.RWMutex // guards closed against sends on a closed queue
 	closed bool
@@ -74,21 +79,23 @@ type WriterStats struct {
 	Rejected  atomic.Int64 // posts refused with ErrWriterFull
 }
 
+// writeRequest is one caller's entries: one, or a group that stays together.
 type writeRequest struct {
-	ctx   context.Context
-	entry Entry
-	reply chan writeReply // buffered: a flusher never waits on a caller
+	ctx     context.Context
+	entries []Entry
+	reply   chan writeReply // buffered: a flusher never waits on a caller
 }
 
+// writeReply answers a request: a result per entry, or the error of them all.
 type writeReply struct {
-	result Result
-	err    error
+	results []Result
+	err     error
 }
 
 // answer replies to the request's caller (who may have gone).
 func (w *Writer) answer(r *writeRequest, reply writeReply) {
 	r.reply <- reply
-	w.pending.Add(-1)
+	w.pending.Add(-int64(len(r.entries)))
 }
 
 // NewWriter starts a writer over l. Close it to stop it.
@@ -136,7 +143,7 @@ func (w *Writer) Stats() *WriterStats { return &w.stats }
 func (w *Writer) Pending() int { return int(w.pending.Load()) }
 
 // Queued returns how many entries wait in the queue, not yet taken into a batch.
-func (w *Writer) Queued() int { return len(w.queue) }
+func (w *Writer) Queued() int { return int(w.queued.Load()) }
 
 // Ledger returns the ledger the writer posts to.
 func (w *Writer) Ledger() *Ledger { return w.l }
@@ -146,31 +153,78 @@ func (w *Writer) Ledger() *Ledger { return w.l }
 // (the entry may still be posted: retry with the same idempotency key to learn its
 // answer), or the failure of the whole batch; a refusal of the entry is in the Result.
 func (w *Writer) Post(ctx context.Context, e Entry) (Result, error) {
-	if err := ctx.Err(); err != nil {
+	res, err := w.PostGroup(ctx, []Entry{e})
+	if err != nil {
 		return Result{}, err
 	}
-	e.canonicalMeta() // here, in the caller's goroutine, rather than in the flusher's
-	req := &writeRequest{ctx: ctx, entry: e, reply: make(chan writeReply, 1)}
+	return res[0], nil
+}
+
+// PostGroup queues a group of entries that stays together: in order, in one shared
+// transaction with whatever other entries fit beside it, never split across batches. A
+// group bigger than the writer's MaxBatch gets a transaction of its own; one bigger than
+// the queue is taken only when the queue is empty. Each entry is answered with its own
+// Result, under the rules of Post: a refusal fails no neighbour, inside the group or out,
+// and the error (ErrWriterFull, ErrWriterClosed, the context's, or the failure of the
+// group's transaction) is the answer of every entry of the group.
+func (w *Writer) PostGroup(ctx context.Context, entries []Entry) ([]Result, error) {
+	if len(entries) == 0 {
+		return nil, Errorf(CodeEmptyBatch, "a batch needs at least one entry")
+	}
+	if len(entries) > MaxBatch {
+		return nil, Errorf(CodeBatchTooLarge, "a batch holds at most %d entries, this one has %d", MaxBatch, len(entries))
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	group := make([]Entry, len(entries))
+	copy(group, entries)
+	for i := range group {
+		group[i].canonicalMeta() // here, in the caller's goroutine, rather than in the flusher's
+	}
+	req := &writeRequest{ctx: ctx, entries: group, reply: make(chan writeReply, 1)}
+	n := int64(len(group))
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
-		return Result{}, ErrWriterClosed
+		return nil, ErrWriterClosed
 	}
-	select {
-	case w.queue <- req:
-		w.pending.Add(1)
-		w.mu.RUnlock()
-	default:
+	if !w.reserve(n) {
 		w.mu.RUnlock()
 		w.stats.Rejected.Add(1)
-		return Result{}, ErrWriterFull
+		return nil, ErrWriterFull
 	}
+	// The channel holds at least Queue requests and every request holds an entry, so
+	// this send, within the reservation, never blocks.
+	w.pending.Add(n)
+	w.queue <- req
+	w.mu.RUnlock()
 	select {
 	case r := <-req.reply:
-		return r.result, r.err
+		return r.results, r.err
 	case <-ctx.Done():
-		return Result{}, ctx.Err()
+		return nil, ctx.Err()
 	}
+}
+
+// reserve takes room for n entries in the queue: within its bound, or any n when the
+// queue is empty (so that a group bigger than the queue still gets in).
+func (w *Writer) reserve(n int64) bool {
+	for {
+		q := w.queued.Load()
+		if q > 0 && q+n > int64(w.cfg.Queue) {
+			return false
+		}
+		if w.queued.CompareAndSwap(q, q+n) {
+			return true
+		}
+	}
+}
+
+// take is the flusher's receive from the queue, which frees the request's room in it.
+func (w *Writer) take(r *writeRequest) *writeRequest {
+	w.queued.Add(-int64(len(r.entries)))
+	return r
 }
 
 // PostOne is Post with a refusal returned as the error, as Ledger.PostOne.
@@ -203,37 +257,54 @@ func (w *Writer) Close(ctx context.Context) error {
 }
 
 // flushLoop gathers batches from the queue and posts them until the queue is closed and
-// empty.
+// empty. A group that does not fit in the batch being gathered opens the next one.
 func (w *Writer) flushLoop() {
 	batch := make([]*writeRequest, 0, w.cfg.MaxBatch)
+	var carry *writeRequest
 	for {
-		first, ok := <-w.queue
-		if !ok {
-			return
+		first := carry
+		if first == nil {
+			r, ok := <-w.queue
+			if !ok {
+				return
+			}
+			first = w.take(r)
 		}
 		batch = append(batch[:0], first)
 		// Once the queue is closed, the next receives drain what is left of it.
-		w.gather(&batch)
+		carry = w.gather(&batch, len(first.entries))
 		w.flush(batch)
 	}
 }
 
-// gather adds to batch what is queued, waiting up to the window for more while it is
-// not full. It stops early once the queue is closed (and empty).
-func (w *Writer) gather(batch *[]*writeRequest) {
+// gather adds to batch (of size entries) what is queued, waiting up to the window for
+// more while it is not full. It stops early once the queue is closed (and empty), and
+// returns the request that did not fit, if it took one.
+func (w *Writer) gather(batch *[]*writeRequest, size int) *writeRequest {
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
 			timer.Stop()
 		}
 	}()
-	for len(*batch) < w.cfg.MaxBatch {
+	add := func(r *writeRequest) *writeRequest {
+		w.take(r)
+		if size+len(r.entries) > w.cfg.MaxBatch {
+			return r
+		}
+		*batch = append(*batch, r)
+		size += len(r.entries)
+		return nil
+	}
+	for size < w.cfg.MaxBatch {
 		select {
 		case r, ok := <-w.queue:
 			if !ok {
-				return
+				return nil
 			}
-			*batch = append(*batch, r)
+			if carry := add(r); carry != nil {
+				return carry
+			}
 			continue
 		default:
 		}
@@ -243,23 +314,27 @@ func (w *Writer) gather(batch *[]*writeRequest) {
 		select {
 		case r, ok := <-w.queue:
 			if !ok {
-				return
+				return nil
 			}
-			*batch = append(*batch, r)
+			if carry := add(r); carry != nil {
+				return carry
+			}
 		case <-timer.C:
-			return
+			return nil
 		}
 	}
+	return nil
 }
 
 // flush posts one batch and answers its callers. Callers that have gone are left out.
-// If the batch fails as a whole (a database error, not a refusal), its entries are
-// posted one by one, so that one entry's failure never fails its neighbours.
+// If the batch fails as a whole (a database error, not a refusal), its requests are
+// posted one by one (a group whole), so that one request's failure never fails its
+// neighbours.
 func (w *Writer) flush(batch []*writeRequest) {
 	live := batch[:0:0]
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
-			w.stats.Abandoned.Add(1)
+			w.stats.Abandoned.Add(int64(len(r.entries)))
 			w.answer(r, writeReply{err: err})
 			continue
 		}
@@ -273,29 +348,30 @@ func (w *Writer) flush(batch []*writeRequest) {
 		w.stats.Split.Add(1)
 		for _, r := range live {
 			res, err := w.post([]*writeRequest{r})
-			if err != nil {
-				w.answer(r, writeReply{err: err})
-				continue
-			}
-			w.answer(r, writeReply{result: res[0]})
+			w.answer(r, writeReply{results: res, err: err})
 		}
 		return
 	}
-	for i, r := range live {
+	at := 0
+	for _, r := range live {
 		if err != nil {
 			w.answer(r, writeReply{err: err})
 			continue
 		}
-		w.answer(r, writeReply{result: results[i]})
+		w.answer(r, writeReply{results: results[at : at+len(r.entries) : at+len(r.entries)]})
+		at += len(r.entries)
 	}
 }
 
 // post runs one shared transaction, under the writer's own deadline: no single caller's
 // cancellation aborts the others' transaction.
 func (w *Writer) post(reqs []*writeRequest) ([]Result, error) {
-	entries := make([]Entry, len(reqs))
-	for i, r := range reqs {
-		entries[i] = r.entry
+	entries := reqs[0].entries
+	if len(reqs) > 1 {
+		entries = nil
+		for _, r := range reqs {
+			entries = append(entries, r.entries...)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.BatchTimeout)
 	defer cancel()
@@ -307,8 +383,8 @@ func (w *Writer) post(reqs []*writeRequest) ([]Result, error) {
 		w.cfg.OnBatch(len(entries), time.Since(start), err)
 	}
 	if err == nil && len(results) != len(entries) {
-		// The engine answers every entry; anything else is a bug, and no caller may get
-		// another's answer.
+		// The engine answers every entry, in order; anything else is a bug, and no caller
+		// may get another's answer.
 		panic(fmt.Sprintf("ledger writer: %d answers to %d entries", len(results), len(entries)))
 	}
 	return results, err

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/coalitionledger/coalition/internal/pgtest"
 
 	"github.com/coalitionledger/coalition/ledger"
 )
@@ -378,5 +381,271 @@ func TestWriterSplitsABatchTheDatabaseRefuses(t *testing.T) {
 	}
 	wantBalance(t, l, "member:g1", "-2")
 	wantBalance(t, l, "member:g2", "-3")
+	sound(t, l)
+}
+
+// tickingLedger is a ledger whose clock moves a microsecond on every reading, so that
+// every shared transaction records its own time and the tests can tell them apart.
+func tickingLedger(t *testing.T) *ledger.Ledger {
+	t.Helper()
+	var ticks atomic.Int64
+	return ledger.New(pgtest.Pool(t), ledger.WithClock(func() time.Time {
+		return t0.Add(time.Duration(ticks.Add(1)) * time.Microsecond)
+	}))
+}
+
+// wantTogether fails the test unless the group's entries were all accepted, in order, in
+// consecutive positions of one transaction.
+func wantTogether(t *testing.T, what string, res []ledger.Result) {
+	t.Helper()
+	for i, r := range res {
+		if r.Err != nil {
+			t.Fatalf("%s: entry %d refused: %v", what, i, r.Err)
+		}
+		if i == 0 {
+			continue
+		}
+		prev := res[i-1].Entry
+		if r.Entry.Position != prev.Position+1 || !r.Entry.RecordedAt.Equal(prev.RecordedAt) {
+			t.Fatalf("%s: entry %d at %d (%s) after %d (%s): not together", what, i,
+				r.Entry.Position, r.Entry.RecordedAt, prev.Position, prev.RecordedAt)
+		}
+	}
+}
+
+// Groups posted from many goroutines beside single entries: each group comes back in
+// order, in consecutive positions of one transaction, however the batches formed (groups
+// of 3 in batches of at most 5 never share one with another group of 3).
+func TestWriterGroupsStayTogetherInOrder(t *testing.T) {
+	t.Parallel()
+	l := tickingLedger(t)
+	var sizes sync.Map
+	w := newWriter(t, l, ledger.WriterConfig{MaxBatch: 5, Flushers: 2, OnBatch: func(size int, _ time.Duration, _ error) {
+		if size > 5 {
+			sizes.Store(size, true)
+		}
+	}})
+	const groups = 24
+	results := make([][]ledger.Result, groups)
+	singles := make([]ledger.Result, groups)
+	errs := make(chan error, 2*groups)
+	var wg sync.WaitGroup
+	for g := 0; g < groups; g++ {
+		wg.Add(2)
+		go func(g int) {
+			defer wg.Done()
+			group := []ledger.Entry{
+				earn(fmt.Sprintf("g%d", g), "a", "1", fmt.Sprintf("g%d-0", g)),
+				earn(fmt.Sprintf("g%d", g), "a", "2", fmt.Sprintf("g%d-1", g)),
+				earn(fmt.Sprintf("g%d", g), "a", "3", fmt.Sprintf("g%d-2", g)),
+			}
+			res, err := w.PostGroup(context.Background(), group)
+			results[g] = res
+			errs <- err
+		}(g)
+		go func(g int) {
+			defer wg.Done()
+			res, err := w.Post(context.Background(), earn(fmt.Sprintf("s%d", g), "b", "4", fmt.Sprintf("s%d", g)))
+			singles[g] = res
+			errs <- err
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for g, res := range results {
+		if len(res) != 3 {
+			t.Fatalf("group %d: %d answers, want 3", g, len(res))
+		}
+		wantTogether(t, fmt.Sprintf("group %d", g), res)
+		for i, r := range res {
+			if want := d(fmt.Sprint(i + 1)); r.Entry.Lot == nil || !r.Entry.Lot.Points.Equal(want) {
+				t.Fatalf("group %d entry %d: lot %+v, want %s points", g, i, r.Entry.Lot, want)
+			}
+		}
+		wantBalance(t, l, fmt.Sprintf("member:g%d", g), "-6")
+	}
+	for g, r := range singles {
+		if r.Err != nil {
+			t.Fatalf("single %d: %v", g, r.Err)
+		}
+	}
+	sizes.Range(func(k, _ any) bool {
+		t.Fatalf("a batch of %d entries, more than MaxBatch 5", k)
+		return false
+	})
+	if head(t, l) != 4*groups {
+		t.Fatalf("head at %d, want %d", head(t, l), 4*groups)
+	}
+	sound(t, l)
+}
+
+// A refusal inside a group fails neither the rest of the group nor its neighbours in
+// the batch; a repeated key inside a group is answered with its first use's answer.
+func TestWriterGroupRefusalsAreIsolated(t *testing.T) {
+	t.Parallel()
+	l := tickingLedger(t)
+	mustPost(t, l, earn("m", "a", "100", ""))
+	w := newWriter(t, l, ledger.WriterConfig{MaxBatch: 6, Window: forever, Flushers: 1})
+	var wg sync.WaitGroup
+	var group, other []ledger.Result
+	var gerr, oerr error
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		group, gerr = w.PostGroup(context.Background(), []ledger.Entry{
+			redeem("m", "b", "60", "0.01", "r1"),
+			redeem("m", "b", "60", "0.01", "r2"), // refused: 40 left
+			earn("m", "a", "5", "e1"),
+			earn("m", "a", "5", "e1"), // the same key: its first answer
+		})
+	}()
+	go func() {
+		defer wg.Done()
+		other, oerr = w.PostGroup(context.Background(), []ledger.Entry{
+			redeem("nobody", "b", "1", "0.01", "r3"), // refused: no points
+			earn("n", "a", "7", "e2"),
+		})
+	}()
+	wg.Wait()
+	if gerr != nil || oerr != nil {
+		t.Fatal(gerr, oerr)
+	}
+	if group[0].Err != nil || group[1].Err == nil || group[1].Err.Code != ledger.CodeInsufficientPoints || group[2].Err != nil {
+		t.Fatalf("group answers: %+v", group)
+	}
+	if !group[3].Replayed || group[3].Entry.ID != group[2].Entry.ID {
+		t.Fatalf("the repeated key was not answered with its first answer: %+v", group[3])
+	}
+	if other[0].Err == nil || other[0].Err.Code != ledger.CodeInsufficientPoints || other[1].Err != nil {
+		t.Fatalf("other group answers: %+v", other)
+	}
+	if !group[0].Entry.RecordedAt.Equal(other[1].Entry.RecordedAt) {
+		t.Fatal("the two groups did not share their batch")
+	}
+	wantBalance(t, l, "member:m", "-45")
+	wantBalance(t, l, "member:n", "-7")
+	sound(t, l)
+}
+
+// A group bigger than the writer's MaxBatch (and than its queue) gets a transaction of
+// its own, whole and in order.
+func TestWriterGroupLargerThanMaxBatch(t *testing.T) {
+	t.Parallel()
+	l := tickingLedger(t)
+	w := newWriter(t, l, ledger.WriterConfig{Queue: 4, MaxBatch: 2, Window: forever, Flushers: 2})
+	group := make([]ledger.Entry, 9)
+	for i := range group {
+		group[i] = earn("big", "a", fmt.Sprint(i+1), fmt.Sprintf("k%d", i))
+	}
+	res, err := w.PostGroup(context.Background(), group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantTogether(t, "the big group", res)
+	if res[0].Entry.Position != 1 || w.Stats().Batches.Load() != 1 {
+		t.Fatalf("first position %d, %d batches; want 1 and 1", res[0].Entry.Position, w.Stats().Batches.Load())
+	}
+	wantBalance(t, l, "member:big", "-45")
+	// An empty group and one the engine could never take are refused before queueing.
+	if _, err := w.PostGroup(context.Background(), nil); ledger.ErrorCode(err) != ledger.CodeEmptyBatch {
+		t.Fatalf("empty group: %v", err)
+	}
+	if _, err := w.PostGroup(context.Background(), make([]ledger.Entry, ledger.MaxBatch+1)); ledger.ErrorCode(err) != ledger.CodeBatchTooLarge {
+		t.Fatalf("oversized group: %v", err)
+	}
+	sound(t, l)
+}
+
+// A group whose caller gives up while it waits is left out whole when its batch forms;
+// a group posted with a cancelled context is refused before queueing.
+func TestWriterCancelledGroupIsLeftOut(t *testing.T) {
+	t.Parallel()
+	l := tickingLedger(t)
+	ctx := context.Background()
+	blocker, err := l.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Rollback(ctx) //nolint:errcheck // rolled back below
+	if _, err := blocker.Exec(ctx, `SELECT 1 FROM journal_head FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	// Batches of one: the first entry's batch forms at once, and the group (bigger than a
+	// batch) waits in the queue until the flusher is free.
+	w := newWriter(t, l, ledger.WriterConfig{MaxBatch: 1, Flushers: 1})
+	first := make(chan error, 1)
+	go func() {
+		_, err := w.Post(ctx, earn("first", "a", "1", "f"))
+		first <- err
+	}()
+	waitFor(t, "the first batch to be taken", func() bool { return w.Pending() == 1 && w.Queued() == 0 })
+	gctx, cancel := context.WithCancel(ctx)
+	gone := make(chan error, 1)
+	go func() {
+		_, err := w.PostGroup(gctx, []ledger.Entry{earn("gone", "a", "1", "g1"), earn("gone", "a", "2", "g2"), earn("gone", "a", "3", "g3")})
+		gone <- err
+	}()
+	waitFor(t, "the group to be queued", func() bool { return w.Queued() == 3 })
+	cancel()
+	if err := <-gone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled group: %v", err)
+	}
+	if err := blocker.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the group to be left out", func() bool { return w.Pending() == 0 })
+	if w.Stats().Abandoned.Load() != 3 {
+		t.Fatalf("abandoned %d entries, want 3", w.Stats().Abandoned.Load())
+	}
+	wantBalance(t, l, "member:gone", "0")
+	if head(t, l) != 1 {
+		t.Fatalf("head at %d, want 1", head(t, l))
+	}
+	if _, err := w.PostGroup(gctx, []ledger.Entry{earn("gone", "a", "1", "g1")}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("group with a cancelled context: %v", err)
+	}
+}
+
+// A batch the database refuses as a whole is posted again request by request: the group
+// with the culprit fails whole (it is never split), its neighbour is posted.
+func TestWriterSplitKeepsAGroupWhole(t *testing.T) {
+	t.Parallel()
+	l := tickingLedger(t)
+	w := newWriter(t, l, ledger.WriterConfig{MaxBatch: 5, Window: forever, Flushers: 1})
+	bad := earn("b", "a", "1", "kb")
+	bad.Reference = "nul\x00byte"
+	var wg sync.WaitGroup
+	var badRes, goodRes []ledger.Result
+	var badErr, goodErr error
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		badRes, badErr = w.PostGroup(context.Background(), []ledger.Entry{earn("b", "a", "2", "kb0"), bad})
+	}()
+	go func() {
+		defer wg.Done()
+		goodRes, goodErr = w.PostGroup(context.Background(), []ledger.Entry{earn("g", "a", "3", "kg0"), earn("g", "a", "4", "kg1"), earn("g", "a", "5", "kg2")})
+	}()
+	wg.Wait()
+	if badErr == nil {
+		t.Fatalf("the group with a NUL byte was posted: %+v", badRes)
+	}
+	if goodErr != nil {
+		t.Fatalf("the neighbour group failed with the culprit: %v", goodErr)
+	}
+	wantTogether(t, "the neighbour group", goodRes)
+	if w.Stats().Split.Load() != 1 {
+		t.Fatalf("split %d batches, want 1", w.Stats().Split.Load())
+	}
+	wantBalance(t, l, "member:b", "0")
+	wantBalance(t, l, "member:g", "-12")
 	sound(t, l)
 }

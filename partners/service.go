@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -237,67 +238,190 @@ func (s *Service) Earn(ctx context.Context, r Request, in EarnInput) (*EarnResul
 	})
 }
 
-// EarnEntry builds the journal entry of an earn without posting it (batches post many at
-// once). A purchase that earns nothing returns no entry and its answer.
+// EarnEntry builds the journal entry of an earn without posting it. A purchase that
+// earns nothing returns no entry and its answer.
 func (s *Service) EarnEntry(ctx context.Context, r Request, in EarnInput) (*ledger.Entry, *EarnResult, error) {
-	bt := s.businessTime(in.BusinessTime)
-	c, k, version, err := s.activeTerms(ctx, r, bt)
+	out, err := s.PriceEntries(ctx, []PriceItem{{Request: r, Earn: &in}})
 	if err != nil {
 		return nil, nil, err
 	}
-	// The price as a new member (no tier history) comes first: it says whether an unknown
-	// phone or card is enrolled (a refused earn enrols nobody), and the member, its tier
-	// and the enrolment then take one round trip.
-	newMult := decimal.NewFromInt(1)
-	if tier, ok := c.TierFor(decimal.Zero); ok {
-		newMult = tier.Multiplier
+	p := out[0]
+	if p.Err != nil {
+		return nil, nil, p.Err
 	}
-	newPrice, newErr := PriceEarn(c, k, in.Purchase, newMult, bt)
-	from, to, err := tierDays(c, bt)
-	if err != nil {
-		return nil, nil, err
+	if p.Entry == nil {
+		return nil, p.Zero, nil
 	}
-	// An earn that posts answers only after its entry's synchronous commit, which makes
-	// the enrolment durable too; one that earns nothing posts nothing, so its enrolment
-	// must wait for its own flush.
-	m, err := s.Store.resolveMember(ctx, in.Member, s.PhoneRegion, from, to, newErr == nil, !newPrice.Points.IsPositive())
-	if err != nil {
-		return nil, nil, err
+	return p.Entry, &EarnResult{Enrolled: p.Enrolled}, nil
+}
+
+// PriceItem is an earn or a redemption to price: exactly one of Earn and Redeem is set.
+type PriceItem struct {
+	Request Request
+	Earn    *EarnInput
+	Redeem  *RedeemInput
+}
+
+// Priced is an item priced: the journal entry to post; for an earn that earns nothing,
+// no entry and its answer (Zero); or the refusal (Err, an *ledger.Error), which was
+// decided before the engine and is to be stored as the item's first answer.
+type Priced struct {
+	Entry    *ledger.Entry
+	Zero     *EarnResult
+	Enrolled bool // the earn enrolled its member
+	Err      error
+}
+
+// MaxPriceItems bounds the items PriceEntries prices at once.
+const MaxPriceItems = ledger.MaxBatch
+
+// PriceEntries prices earns and redemptions without posting them, the members of all of
+// them resolved in one round trip (and enrolled: an earn for an unknown phone or card
+// enrols it, once however many items name it, unless the earn is refused). Each item is
+// answered on its own; the error is a failure of them all (nothing was enrolled).
+func (s *Service) PriceEntries(ctx context.Context, items []PriceItem) ([]Priced, error) {
+	if len(items) > MaxPriceItems {
+		return nil, ledger.Errorf(ledger.CodeBatchTooLarge, "at most %d items are priced at once, not %d", MaxPriceItems, len(items))
 	}
-	price := newPrice
-	if !m.enrolled {
-		if m.ID == "" {
-			// Unknown and not enrolled: the new member's price was refused.
-			return nil, nil, newErr
+	out := make([]Priced, len(items))
+	type plan struct {
+		bt       time.Time
+		c        Coalition
+		k        Contract
+		version  int64
+		newPrice Price
+		newErr   error
+	}
+	plans := make([]plan, len(items))
+	var lookups []memberLookup
+	var lookupOf []int // item of each lookup
+	for i, it := range items {
+		p := &plans[i]
+		var ref MemberRef
+		var bt *time.Time
+		switch {
+		case it.Earn != nil:
+			ref, bt = it.Earn.Member, it.Earn.BusinessTime
+		case it.Redeem != nil:
+			ref, bt = it.Redeem.Member, it.Redeem.BusinessTime
+		default:
+			return nil, errors.New("price entries: an item is neither an earn nor a redemption")
 		}
+		p.bt = s.businessTime(bt)
+		var err error
+		if p.c, p.k, p.version, err = s.activeTerms(ctx, it.Request, p.bt); err != nil {
+			out[i].Err = err
+			continue
+		}
+		if ref, err = ref.normalize(s.PhoneRegion); err != nil {
+			out[i].Err = err
+			continue
+		}
+		l := memberLookup{ref: ref}
+		if it.Earn != nil {
+			// The price as a new member (no tier history) comes first: it says whether an
+			// unknown phone or card is enrolled (a refused earn enrols nobody), and the
+			// member, its tier and the enrolment then take one round trip. An earn that
+			// posts answers only after its entry's synchronous commit, which makes the
+			// enrolment durable too; one that earns nothing posts nothing, so its enrolment
+			// must wait for its own flush.
+			newMult := decimal.NewFromInt(1)
+			if tier, ok := p.c.TierFor(decimal.Zero); ok {
+				newMult = tier.Multiplier
+			}
+			p.newPrice, p.newErr = PriceEarn(p.c, p.k, it.Earn.Purchase, newMult, p.bt)
+			if l.from, l.to, err = tierDays(p.c, p.bt); err != nil {
+				out[i].Err = err
+				continue
+			}
+			l.enrol, l.durable = p.newErr == nil, !p.newPrice.Points.IsPositive()
+		}
+		lookups, lookupOf = append(lookups, l), append(lookupOf, i)
+	}
+	if len(lookups) == 0 {
+		return out, nil
+	}
+	members, err := s.Store.resolveMembers(ctx, lookups)
+	if err != nil {
+		return nil, err
+	}
+	for j, m := range members {
+		i := lookupOf[j]
+		if items[i].Earn != nil {
+			if m.ID == "" && lookups[j].ref.ID != "" {
+				out[i].Err = ledger.Errorf(ledger.CodeNotFound, "no member is known by %s", lookups[j].ref)
+				continue
+			}
+			out[i] = s.priceEarn(ctx, items[i].Request, *items[i].Earn, plans[i].bt, plans[i].c, plans[i].k, plans[i].version,
+				plans[i].newPrice, plans[i].newErr, m)
+			continue
+		}
+		in := items[i].Redeem
+		if m.ID == "" {
+			out[i].Err = ledger.Errorf(ledger.CodeNotFound, "no member is known by %s", lookups[j].ref)
+			continue
+		}
+		price, err := PriceRedemption(plans[i].c, plans[i].k, Redeem{Points: in.Points, Value: in.Value}, in.PurchaseAmount)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		r := items[i].Request
+		out[i].Entry = &ledger.Entry{
+			Kind: ledger.EntryRedemption, Partner: r.Partner, Member: m.ID, Reference: in.Reference,
+			IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash, BusinessTime: plans[i].bt,
+			Metadata:     metadata(entryMeta{Redemption: &price}),
+			Op:           ledger.Consume{Points: price.Points, Consumer: r.Partner, Rate: price.RedeemRate},
+			TermsVersion: plans[i].version,
+		}
+	}
+	return out, nil
+}
+
+// priceEarn prices an earn for its resolved member: at the new member's price when the
+// member is new (enrolled now) or unknown, else at its tier's.
+func (s *Service) priceEarn(ctx context.Context, r Request, in EarnInput, bt time.Time, c Coalition, k Contract, version int64,
+	newPrice Price, newErr error, m resolvedMember) Priced {
+	price := newPrice
+	switch {
+	case m.ID == "" && newErr == nil:
+		// resolveMembers enrols every unknown phone or card whose new price stands.
+		return Priced{Err: fmt.Errorf("earn for %s: the member was neither found nor enrolled", in.Member)}
+	case m.ID == "" || m.enrolled:
+		if newErr != nil {
+			// Unknown and not enrolled (or enrolled by another item): the new member's
+			// price was refused.
+			return Priced{Err: newErr}
+		}
+	default:
 		mult := decimal.NewFromInt(1)
 		if tier, ok := c.TierFor(m.earned); ok {
 			mult = tier.Multiplier
 		}
+		var err error
 		if price, err = PriceEarn(c, k, in.Purchase, mult, bt); err != nil {
-			return nil, nil, err
+			return Priced{Err: err}
 		}
 	}
 	if !price.Points.IsPositive() {
 		bal, err := s.Ledger.Balance(ctx, ledger.MemberAccount(m.ID))
 		if err != nil {
-			return nil, nil, err
+			return Priced{Err: err}
 		}
 		held, err := s.Ledger.Balance(ctx, ledger.MemberHeldAccount(m.ID))
 		if err != nil {
-			return nil, nil, err
+			return Priced{Err: err}
 		}
-		return nil, &EarnResult{Points: price.Points.String(), Member: MemberBalance{ID: m.ID, Balance: bal.Neg(), Held: held.Neg()},
-			Pricing: price, Enrolled: m.enrolled}, nil
+		return Priced{Zero: &EarnResult{Points: price.Points.String(), Member: MemberBalance{ID: m.ID, Balance: bal.Neg(), Held: held.Neg()},
+			Pricing: price, Enrolled: m.enrolled}, Enrolled: m.enrolled}
 	}
-	e := &ledger.Entry{
+	return Priced{Enrolled: m.enrolled, Entry: &ledger.Entry{
 		Kind: ledger.EntryEarn, Partner: r.Partner, Member: m.ID, Reference: in.Reference,
 		IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash, BusinessTime: bt,
 		Metadata:     metadata(entryMeta{Pricing: &price}),
 		Op:           ledger.Issue{Points: price.Points, Issuer: r.Partner, ExpiresAt: price.ExpiresAt},
 		TermsVersion: version,
-	}
-	return e, &EarnResult{Enrolled: m.enrolled}, nil
+	}}
 }
 
 // EarnResultOf rebuilds an earn's answer from its journal entry alone, so that a replay
@@ -381,18 +505,11 @@ func (s *Service) redemptionTerms(ctx context.Context, r Request, ref MemberRef,
 
 // RedeemEntry builds the journal entry of a redemption without posting it.
 func (s *Service) RedeemEntry(ctx context.Context, r Request, in RedeemInput) (*ledger.Entry, error) {
-	bt := s.businessTime(in.BusinessTime)
-	m, price, version, err := s.redemptionTerms(ctx, r, in.Member, in.Points, in.Value, in.PurchaseAmount, bt)
+	out, err := s.PriceEntries(ctx, []PriceItem{{Request: r, Redeem: &in}})
 	if err != nil {
 		return nil, err
 	}
-	return &ledger.Entry{
-		Kind: ledger.EntryRedemption, Partner: r.Partner, Member: m.ID, Reference: in.Reference,
-		IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash, BusinessTime: bt,
-		Metadata:     metadata(entryMeta{Redemption: &price}),
-		Op:           ledger.Consume{Points: price.Points, Consumer: r.Partner, Rate: price.RedeemRate},
-		TermsVersion: version,
-	}, nil
+	return out[0].Entry, out[0].Err
 }
 
 // Redeem takes points from the member in payment at the partner.

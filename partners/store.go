@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -349,24 +350,14 @@ func (s *Store) FindMember(ctx context.Context, ref MemberRef, region string) (M
 	if err != nil {
 		return Member{}, err
 	}
-	var m Member
-	var phone, card *string
-	err = s.pool.QueryRow(ctx, `SELECT id, phone, card, created_at FROM members
-		WHERE ($1 <> '' AND id = $1) OR ($2 <> '' AND phone = $2) OR ($3 <> '' AND card = $3)`, ref.ID, ref.Phone, ref.Card).
-		Scan(&m.ID, &phone, &card, &m.CreatedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Member{}, ledger.Errorf(ledger.CodeNotFound, "no member is known by %s", ref)
-	}
+	ms, err := s.resolveMembers(ctx, []memberLookup{{ref: ref}})
 	if err != nil {
 		return Member{}, fmt.Errorf("find member: %w", err)
 	}
-	if phone != nil {
-		m.Phone = *phone
+	if ms[0].ID == "" {
+		return Member{}, ledger.Errorf(ledger.CodeNotFound, "no member is known by %s", ref)
 	}
-	if card != nil {
-		m.Card = *card
-	}
-	return m, nil
+	return ms[0].Member, nil
 }
 
 // String describes the reference for messages (an id, or the kind of identifier).
@@ -380,101 +371,226 @@ func (r MemberRef) String() string {
 	return "card " + r.Card
 }
 
-// resolvedMember is a member as an earn resolves it: found, with its net points earned
-// over the tier's days; enrolled on the spot; or neither (ID empty: unknown, and not to
-// be enrolled).
+// resolvedMember is a member as a request resolves it: found, with its net points earned
+// over the tier's days; enrolled on the spot; or neither (ID empty: unknown, and not
+// enrolled).
 type resolvedMember struct {
 	Member
 	earned   decimal.Decimal
 	enrolled bool
 }
 
-// resolveMember finds the member a reference names, with its net points earned over the
-// business days [from, to), or, for an unknown phone or card and enrol true, enrols it:
-// one round trip. An unknown id is not_found. With durable false the enrolment does not
-// wait for its WAL flush: an earn enrols its member so, because nobody is answered before
-// the earn's own entry commits synchronously, later in the same WAL, and that flush makes
-// the member durable too. If the server crashes first, the till's retry simply enrols the
-// member again.
-func (s *Store) resolveMember(ctx context.Context, ref MemberRef, region, from, to string, enrol, durable bool) (resolvedMember, error) {
-	ref, err := ref.normalize(region)
-	if err != nil {
-		return resolvedMember{}, err
-	}
-	enrol = enrol && ref.ID == ""
-	// One statement per identifier, each with its own index: no OR for the planner.
-	column, value := "id", ref.ID
-	switch {
-	case ref.Phone != "":
-		column, value = "phone", ref.Phone
-	case ref.Card != "":
-		column, value = "card", ref.Card
-	}
-	find := `SELECT m.id, m.phone, m.card, m.created_at,
+// memberLookup is one request's member to resolve: the reference (normalised), the
+// business days [from, to) of its tier (empty: no tier wanted), and whether an unknown
+// phone or card is to be enrolled, and then durably (see resolveMembers).
+type memberLookup struct {
+	ref            MemberRef
+	from, to       string
+	enrol, durable bool
+}
+
+// The member look-ups, one per identifier, each by its own unique index (no OR for the
+// planner): $1 the identifiers, $2 and $3 the first and the end of each one's tier days
+// (” for none); i is the 1-based place in the arrays.
+const (
+	findMembersByID    = findMembers + `m.id = w.value`
+	findMembersByPhone = findMembers + `m.phone = w.value`
+	findMembersByCard  = findMembers + `m.card = w.value`
+	findMembers        = `SELECT w.i, m.id, m.phone, m.card, m.created_at,
 		       (SELECT COALESCE(sum(d.points), 0) FROM member_earned_days d
-		         WHERE d.member_id = m.id AND d.day >= $2::date AND d.day < $3::date)
-		  FROM members m WHERE m.` + column + ` = $1`
-	// Another till may enrol the same phone or card between the look-up and the insert,
-	// which then does nothing (and nothing at all for a known member): the next try
-	// finds that member.
-	for try := 0; try < 3; try++ {
-		var m resolvedMember
-		var phone, card *string
-		found := false
-		b := &pgx.Batch{}
-		if enrol && !durable {
-			// One round trip: the transaction, its setting and the statements, pipelined.
-			b.Queue(`BEGIN`)
-			b.Queue(`SET LOCAL synchronous_commit = off`)
+		         WHERE d.member_id = m.id AND d.day >= NULLIF(w.from_day, '')::date AND d.day < NULLIF(w.to_day, '')::date)
+		  FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS w(value, from_day, to_day, i)
+		  JOIN members m ON `
+	// enrolMembers inserts the new members whose phone or card nobody holds yet, in the
+	// order given (sorted, so that two requests enrolling the same cards never wait on
+	// each other crosswise); a phone or card enrolled meanwhile is left out.
+	enrolMembers = `INSERT INTO members (id, phone, card)
+		SELECT n.id, NULLIF(n.phone, ''), NULLIF(n.card, '') FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS n(id, phone, card, i)
+		 ORDER BY n.i
+		ON CONFLICT DO NOTHING RETURNING id, phone, card, created_at`
+)
+
+// maxResolveTries bounds the look-ups of a phone or card that another request enrols
+// between this one's look-up and its insert.
+const maxResolveTries = 3
+
+// resolveMembers resolves many members in one round trip: each lookup's member by id,
+// phone or card, with its net points earned over its tier days; and the unknown phones
+// and cards to enrol are enrolled, each once however many lookups name it (they all get
+// that member). An unknown id, or an unknown phone or card not to enrol, resolves to no
+// member (ID empty).
+//
+// Enrolments wait for their WAL flush only if a lookup asks for it (durable): an earn
+// that posts an entry enrols its member without, because nobody is answered before the
+// earn's own entry commits synchronously, later in the same WAL, and that flush makes the
+// member durable too. If the server crashes first, the till's retry simply enrols the
+// member again. A phone or card enrolled by another request between the look-up and the
+// insert is looked up again.
+func (s *Store) resolveMembers(ctx context.Context, lookups []memberLookup) ([]resolvedMember, error) {
+	out := make([]resolvedMember, len(lookups))
+	todo := make([]int, len(lookups))
+	for i := range todo {
+		todo[i] = i
+	}
+	for try := 0; try < maxResolveTries && len(todo) > 0; try++ {
+		var err error
+		if todo, err = s.resolveOnce(ctx, lookups, todo, out); err != nil {
+			return nil, fmt.Errorf("resolve %d members: %w", len(lookups), err)
 		}
-		b.Queue(find, value, from, to).Query(func(rows pgx.Rows) error {
+	}
+	if len(todo) > 0 {
+		return nil, fmt.Errorf("resolve members: %s was enrolled and not found %d times", lookups[todo[0]].ref, maxResolveTries)
+	}
+	return out, nil
+}
+
+// memberKey is a lookup's identifier: which column, and the value.
+type memberKey struct{ column, value string }
+
+func keyOf(r MemberRef) memberKey {
+	switch {
+	case r.Phone != "":
+		return memberKey{"phone", r.Phone}
+	case r.Card != "":
+		return memberKey{"card", r.Card}
+	}
+	return memberKey{"id", r.ID}
+}
+
+// resolveOnce runs one round trip for the lookups todo, fills in out, and returns the
+// lookups to try again: those whose phone or card another request enrolled meanwhile.
+func (s *Store) resolveOnce(ctx context.Context, lookups []memberLookup, todo []int, out []resolvedMember) ([]int, error) {
+	// The distinct (identifier, tier days) asked for, per column.
+	type window struct {
+		key      memberKey
+		from, to string
+	}
+	type column struct {
+		sql              string
+		values, from, to []string
+		at               map[window]int // place in the arrays
+	}
+	columns := map[string]*column{
+		"id":    {sql: findMembersByID, at: map[window]int{}},
+		"phone": {sql: findMembersByPhone, at: map[window]int{}},
+		"card":  {sql: findMembersByCard, at: map[window]int{}},
+	}
+	enrol := map[memberKey]bool{}
+	durable := false
+	for _, i := range todo {
+		l := lookups[i]
+		k := keyOf(l.ref)
+		col := columns[k.column]
+		w := window{k, l.from, l.to}
+		if _, ok := col.at[w]; !ok {
+			col.at[w] = len(col.values)
+			col.values, col.from, col.to = append(col.values, k.value), append(col.from, l.from), append(col.to, l.to)
+		}
+		if l.enrol && k.column != "id" {
+			enrol[k] = true
+			durable = durable || l.durable
+		}
+	}
+	found := map[window]resolvedMember{}
+	b := &pgx.Batch{}
+	if len(enrol) > 0 && !durable {
+		// One round trip: the transaction, its setting and the statements, pipelined.
+		b.Queue(`BEGIN`)
+		b.Queue(`SET LOCAL synchronous_commit = off`)
+	}
+	for _, name := range []string{"id", "phone", "card"} {
+		col := columns[name]
+		if len(col.values) == 0 {
+			continue
+		}
+		windows := make([]window, len(col.values))
+		for w, at := range col.at {
+			windows[at] = w
+		}
+		b.Queue(col.sql, col.values, col.from, col.to).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
-				found = true
-				if err := rows.Scan(&m.ID, &phone, &card, &m.CreatedAt, &m.earned); err != nil {
+				var at int
+				var m resolvedMember
+				var phone, card *string
+				if err := rows.Scan(&at, &m.ID, &phone, &card, &m.CreatedAt, &m.earned); err != nil {
 					return err
 				}
+				if at < 1 || at > len(windows) {
+					return fmt.Errorf("member look-up answered place %d of %d", at, len(windows))
+				}
+				m.Phone, m.Card = deref(phone), deref(card)
+				found[windows[at-1]] = m
 			}
 			return rows.Err()
 		})
-		var enrolled Member
-		if enrol {
-			enrolled = Member{ID: ulid.Make().String(), Phone: ref.Phone, Card: ref.Card}
-			b.Queue(`INSERT INTO members (id, phone, card) VALUES ($1, NULLIF($2, ''), NULLIF($3, ''))
-				ON CONFLICT DO NOTHING RETURNING created_at`, enrolled.ID, ref.Phone, ref.Card).
-				Query(func(rows pgx.Rows) error {
-					for rows.Next() {
-						m.enrolled = true
-						if err := rows.Scan(&enrolled.CreatedAt); err != nil {
-							return err
-						}
-					}
-					return rows.Err()
-				})
+	}
+	enrolled := map[memberKey]Member{}
+	if len(enrol) > 0 {
+		keys := make([]memberKey, 0, len(enrol))
+		for k := range enrol {
+			keys = append(keys, k)
 		}
-		if enrol && !durable {
+		sort.Slice(keys, func(i, j int) bool {
+			if keys[i].column != keys[j].column {
+				return keys[i].column < keys[j].column
+			}
+			return keys[i].value < keys[j].value
+		})
+		ids, phones, cards := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys))
+		for i, k := range keys {
+			ids[i] = ulid.Make().String()
+			if k.column == "phone" {
+				phones[i] = k.value
+			} else {
+				cards[i] = k.value
+			}
+		}
+		b.Queue(enrolMembers, ids, phones, cards).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var m Member
+				var phone, card *string
+				if err := rows.Scan(&m.ID, &phone, &card, &m.CreatedAt); err != nil {
+					return err
+				}
+				m.Phone, m.Card = deref(phone), deref(card)
+				enrolled[keyOf(MemberRef{Phone: m.Phone, Card: m.Card})] = m
+			}
+			return rows.Err()
+		})
+		if !durable {
 			b.Queue(`COMMIT`)
 		}
-		if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-			return resolvedMember{}, fmt.Errorf("resolve member: %w", err)
-		}
-		switch {
-		case found:
-			if phone != nil {
-				m.Phone = *phone
-			}
-			if card != nil {
-				m.Card = *card
-			}
-			return m, nil
-		case m.enrolled:
-			return resolvedMember{Member: enrolled, enrolled: true}, nil
-		case ref.ID != "":
-			return resolvedMember{}, ledger.Errorf(ledger.CodeNotFound, "no member is known by %s", ref)
-		case !enrol:
-			return resolvedMember{}, nil
-		}
 	}
-	return resolvedMember{}, fmt.Errorf("resolve member: %s was enrolled and not found three times", ref)
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
+	}
+	var again []int
+	for _, i := range todo {
+		l := lookups[i]
+		k := keyOf(l.ref)
+		if m, ok := found[window{k, l.from, l.to}]; ok {
+			out[i] = m
+			continue
+		}
+		if m, ok := enrolled[k]; ok {
+			out[i] = resolvedMember{Member: m, earned: decimal.Zero, enrolled: true}
+			continue
+		}
+		if enrol[k] {
+			// Enrolled by another request after the look-up: look it up again.
+			again = append(again, i)
+			continue
+		}
+		out[i] = resolvedMember{}
+	}
+	return again, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // Enrol creates a member with a phone (E.164) and/or a card number.
