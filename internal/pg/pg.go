@@ -64,16 +64,22 @@ func Retryable(err error) bool {
 // a deadlock. fn must not keep state across attempts. If fn returns an error the
 // transaction rolls back and the error is returned as is.
 func InTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
+	return retried(ctx, func() error { return pgx.BeginFunc(ctx, pool, fn) })
+}
+
+// retried runs attempt again, up to MaxAttempts times with a short backoff, while it
+// fails on a serialization failure or a deadlock.
+func retried(ctx context.Context, attempt func() error) error {
 	var err error
-	for attempt := 1; attempt <= MaxAttempts; attempt++ {
-		err = pgx.BeginFunc(ctx, pool, fn)
+	for n := 1; n <= MaxAttempts; n++ {
+		err = attempt()
 		if err == nil || !Retryable(err) {
 			return err
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Duration(attempt*attempt) * time.Millisecond):
+		case <-time.After(time.Duration(n*n) * time.Millisecond):
 		}
 	}
 	return fmt.Errorf("gave up after %d attempts: %w", MaxAttempts, err)
@@ -124,19 +130,7 @@ func (p *pipelinedTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResu
 // runs fn again on a serialization failure or a deadlock, as InTx does; on any error the
 // transaction rolls back and the error is returned as is.
 func InPipelinedTx(ctx context.Context, pool *pgxpool.Pool, fn func(Sender) (*pgx.Batch, error)) error {
-	var err error
-	for attempt := 1; attempt <= MaxAttempts; attempt++ {
-		err = inPipelinedTx(ctx, pool, fn)
-		if err == nil || !Retryable(err) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(attempt*attempt) * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("gave up after %d attempts: %w", MaxAttempts, err)
+	return retried(ctx, func() error { return inPipelinedTx(ctx, pool, fn) })
 }
 
 func inPipelinedTx(ctx context.Context, pool *pgxpool.Pool, fn func(Sender) (*pgx.Batch, error)) error {
