@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"slices"
@@ -61,6 +62,21 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		// action's own transaction.
 		c.SetRequest(c.Request().WithContext(audit.WithActor(c.Request().Context(), actorOf(c))))
 		return next(c)
+	}
+}
+
+// reauthorize returns a check that the request's key is still live, read from the
+// database when the cache has just been emptied (as it has when a write comes back for
+// changed terms): a write decided again because the terms changed is decided only for a
+// key that may still act, since the change may be the key's revocation.
+func (s *Server) reauthorize(c echo.Context) func(context.Context) error {
+	return func(ctx context.Context) error {
+		_, secret, _ := strings.Cut(c.Request().Header.Get(echo.HeaderAuthorization), " ")
+		p, err := s.cfg.Keys.Verify(ctx, strings.TrimSpace(secret))
+		if errors.Is(err, partners.ErrUnknownKey) || err == nil && p.KeyID != principal(c).KeyID {
+			return errUnauthorized("the API key is unknown or revoked")
+		}
+		return err
 	}
 }
 

@@ -104,7 +104,46 @@ func requestHash(method, path string, body []byte) []byte {
 // writer gets the first answer from Refuse. Either way the answer says it was replayed.
 func (s *Server) runOnce(c echo.Context, r partners.Request, body []byte, op operation) (int, any, error) {
 	ctx := c.Request().Context()
-	status, answer, err := op(c, r, body)
+	r.Reauthorize = s.reauthorize(c)
+	for attempt := 1; ; attempt++ {
+		// The version of the terms the operation decides on (at least): a refusal is
+		// stored only if the terms have not changed since.
+		version, err := s.cache.Version(ctx)
+		if err != nil {
+			return 0, nil, err
+		}
+		status, answer, opErr := op(c, r, body)
+		status, answer, err = s.answerOnce(c, r, status, answer, opErr, version)
+		if !refusedOnTerms(opErr) || !errors.Is(err, ledger.ErrTermsChanged) || attempt == maxRedecisions {
+			return status, answer, err
+		}
+		// Decided on cached terms that have changed since: decide again, on fresh ones,
+		// if the key still may.
+		if err := r.Reauthorize(ctx); err != nil {
+			return 0, nil, err
+		}
+		r.Terms = nil
+	}
+}
+
+// maxRedecisions bounds how many times runOnce decides one request again because the
+// terms it was refused on changed meanwhile.
+const maxRedecisions = 3
+
+// refusedOnTerms reports whether err is a refusal decided before the engine, which is to
+// be stored as the key's first answer. A conflict is not an answer to the request, and
+// a key found revoked when the request was decided again (Reauthorize) is about the key,
+// not the request.
+func refusedOnTerms(err error) bool {
+	var lerr *ledger.Error
+	return errors.As(err, &lerr) && !lerr.Stored() && lerr.Code != ledger.CodeIdempotencyConflict && lerr.Code != CodeUnauthorized
+}
+
+// answerOnce turns an operation's outcome into the answer: a refusal decided before the
+// engine is stored as the key's first answer (at the terms version it was decided at),
+// unless the key has one already (this is a replay), which is then the answer.
+func (s *Server) answerOnce(c echo.Context, r partners.Request, status int, answer any, err error, version int64) (int, any, error) {
+	ctx := c.Request().Context()
 	var lerr *ledger.Error
 	if errors.As(err, &lerr) && lerr.Stored() {
 		if lerr.Replayed() {
@@ -112,10 +151,8 @@ func (s *Server) runOnce(c echo.Context, r partners.Request, body []byte, op ope
 		}
 		return 0, nil, lerr
 	}
-	if errors.As(err, &lerr) && lerr.Code != ledger.CodeIdempotencyConflict {
-		// The first answer to the key, from a refusal before the engine: store it, unless
-		// the key has one already (this is a replay), which is then the answer.
-		res, rerr := s.cfg.Ledger.Refuse(ctx, r.Partner, r.IdempotencyKey, r.RequestHash, lerr)
+	if refusedOnTerms(err) {
+		res, rerr := s.cfg.Ledger.Refuse(ctx, r.Partner, r.IdempotencyKey, r.RequestHash, lerr, version)
 		if rerr != nil {
 			return 0, nil, rerr
 		}
@@ -266,11 +303,25 @@ func (s *Server) earn(c echo.Context, r partners.Request, body []byte) (int, any
 	if err != nil {
 		return 0, nil, err
 	}
-	res, err := s.service().Earn(c.Request().Context(), r, in)
+	ctx := c.Request().Context()
+	res, err := s.service().Earn(ctx, r, in)
 	if err != nil {
 		return 0, nil, err
 	}
 	if res.Entry == nil {
+		// Nothing was posted, so nothing checked the key: one that has a first answer
+		// gets it (or a conflict, for another request).
+		stored, err := s.cfg.Ledger.Lookup(ctx, r.Partner, r.IdempotencyKey, r.RequestHash)
+		if err != nil {
+			return 0, nil, err
+		}
+		if stored != nil && stored.Err != nil {
+			return 0, nil, stored.Refusal()
+		}
+		if stored != nil {
+			c.Response().Header().Set("Idempotent-Replayed", "true")
+			return s.renderStored(c, stored)
+		}
 		return http.StatusOK, res, nil
 	}
 	s.countEntry(string(ledger.EntryEarn))
@@ -498,14 +549,8 @@ func (s *Server) batch(c echo.Context) error {
 				answers[i] = errorAnswer(err)
 			case res[j].TermsChanged():
 				// Priced on terms that changed meanwhile: this item alone, priced again.
-				item, r := in.Items[i], pendingReq[j]
-				r.Terms = nil
-				status, answer, rerr := s.runOnce(itemContext(item), r, item.Body, ops[item.Type])
-				if rerr != nil {
-					answers[i] = errorAnswer(rerr)
-					continue
-				}
-				answers[i] = batchAnswer{Status: status, Body: answer}
+				item := in.Items[i]
+				answers[i] = s.rerunItem(itemContext(item), pendingReq[j], item, ops[item.Type])
 			case res[j].Err != nil:
 				answers[i] = errorAnswer(res[j].Err)
 			default:
@@ -610,6 +655,10 @@ func (s *Server) batch(c echo.Context) error {
 			}
 			e, answer, err := p.e, p.answer, p.err
 			switch {
+			case errors.Is(err, ledger.ErrTermsChanged):
+				// Refused on terms that changed meanwhile: this item alone, decided again.
+				flush()
+				answers[i] = s.rerunItem(ic, r, item, ops[item.Type])
 			case err != nil:
 				answers[i] = errorAnswer(err)
 			case e != nil:
@@ -719,7 +768,16 @@ func (s *Server) refuseItem(c echo.Context, r partners.Request, err error) price
 	if !errors.As(err, &lerr) {
 		return pricedItem{err: err, done: true}
 	}
-	res, rerr := s.cfg.Ledger.Refuse(c.Request().Context(), r.Partner, r.IdempotencyKey, r.RequestHash, lerr)
+	ctx := c.Request().Context()
+	var version int64
+	if r.Terms != nil {
+		version = r.Terms.Version
+	} else if version, err = s.cache.Version(ctx); err != nil {
+		return pricedItem{err: err, done: true}
+	}
+	// On terms that have changed since, nothing is stored (ErrTermsChanged): the batch
+	// runs the item again alone.
+	res, rerr := s.cfg.Ledger.Refuse(ctx, r.Partner, r.IdempotencyKey, r.RequestHash, lerr, version)
 	if rerr != nil {
 		return pricedItem{err: rerr, done: true}
 	}
@@ -728,6 +786,20 @@ func (s *Server) refuseItem(c echo.Context, r partners.Request, err error) price
 		return pricedItem{answer: batchAnswer{Status: status, Body: body}, err: err, done: true}
 	}
 	return pricedItem{err: res.Err, done: true}
+}
+
+// rerunItem runs an item of a batch again alone, on fresh terms, after the terms it was
+// decided on changed (if its key still may act: the change may be its revocation).
+func (s *Server) rerunItem(c echo.Context, r partners.Request, item batchItemJSON, op operation) batchAnswer {
+	if err := s.reauthorize(c)(c.Request().Context()); err != nil {
+		return errorAnswer(err)
+	}
+	r.Terms = nil
+	status, answer, err := s.runOnce(c, r, item.Body, op)
+	if err != nil {
+		return errorAnswer(err)
+	}
+	return batchAnswer{Status: status, Body: answer}
 }
 
 func errorAnswer(err error) batchAnswer {

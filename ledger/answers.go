@@ -29,7 +29,7 @@ func readKey(ctx context.Context, q interface {
 
 // keepFirst stores result as the first answer to a key in scope, under the key's advisory
 // lock, unless the key already has an answer: then it stores nothing and returns that one.
-func (l *Ledger) keepFirst(ctx context.Context, scope, key string, hash []byte, result any) (*storedKey, error) {
+func (l *Ledger) keepFirst(ctx context.Context, scope, key string, hash []byte, result any, termsVersion int64) (*storedKey, error) {
 	var existing *storedKey
 	err := pg.InTx(ctx, l.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockID("key", scope, key)); err != nil {
@@ -39,6 +39,18 @@ func (l *Ledger) keepFirst(ctx context.Context, scope, key string, hash []byte, 
 		if existing, err = readKey(ctx, tx, scope, key); err != nil || existing != nil {
 			return err
 		}
+		if termsVersion != 0 {
+			var now int64
+			if err := tx.QueryRow(ctx, `SELECT terms_version FROM journal_head`).Scan(&now); err != nil {
+				return err
+			}
+			if observe := l.onTerms.Load(); observe != nil {
+				(*observe)(now)
+			}
+			if now != termsVersion {
+				return ErrTermsChanged
+			}
+		}
 		raw, err := json.Marshal(result)
 		if err != nil {
 			return err
@@ -47,6 +59,9 @@ func (l *Ledger) keepFirst(ctx context.Context, scope, key string, hash []byte, 
 			scope, key, hash, raw, l.clock().UTC())
 		return err
 	})
+	if errors.Is(err, ErrTermsChanged) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store first answer: %w", err)
 	}
@@ -100,8 +115,11 @@ func (l *Ledger) LookupMany(ctx context.Context, partner string, keys []string, 
 // Refuse records a refusal decided before the engine as the first answer to an
 // idempotency key, so that a replay gets the same refusal. If the key already has an
 // answer, that answer is returned instead (or a conflict, for another request).
-func (l *Ledger) Refuse(ctx context.Context, partner, key string, hash []byte, refusal *Error) (Result, error) {
-	existing, err := l.keepFirst(ctx, partner, key, hash, Result{Err: refusal})
+// termsVersion is the terms version the refusal was decided at (0: it depends on no
+// terms): if the journal's has moved since, nothing is stored and the error is
+// ErrTermsChanged, for the request to be decided again on fresh terms.
+func (l *Ledger) Refuse(ctx context.Context, partner, key string, hash []byte, refusal *Error, termsVersion int64) (Result, error) {
+	existing, err := l.keepFirst(ctx, partner, key, hash, Result{Err: refusal}, termsVersion)
 	if err != nil {
 		return Result{}, err
 	}
@@ -143,7 +161,7 @@ func decodeAnswer(sk storedKey, hash []byte, key string) (*Answer, error) {
 // StoreAnswer keeps a as the first answer to a key in scope, unless the key already has
 // one, which it returns instead (or a conflict, for another request).
 func (l *Ledger) StoreAnswer(ctx context.Context, scope, key string, hash []byte, a Answer) (*Answer, error) {
-	existing, err := l.keepFirst(ctx, scope, key, hash, a)
+	existing, err := l.keepFirst(ctx, scope, key, hash, a, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -60,7 +61,7 @@ func TestRefusalsBeforeTheEngineAreAnswersToo(t *testing.T) {
 	if r, err := l.Lookup(ctx, "a", "k", hash); err != nil || r != nil {
 		t.Fatalf("lookup of a new key = %+v, %v", r, err)
 	}
-	r, err := l.Refuse(ctx, "a", "k", hash, ledger.Errorf(ledger.CodeNotFound, "no member is known by phone +15550100"))
+	r, err := l.Refuse(ctx, "a", "k", hash, ledger.Errorf(ledger.CodeNotFound, "no member is known by phone +15550100"), 0)
 	if err != nil || r.Err.Code != ledger.CodeNotFound {
 		t.Fatalf("refuse = %+v, %v", r, err)
 	}
@@ -129,5 +130,27 @@ func TestEntriesPricedOnOldTermsComeBackUnwritten(t *testing.T) {
 	res, err = l.PostAll(ctx, []ledger.Entry{earn("m", "a", "1", "k-atomic-2"), old})
 	if err != nil || res[0].Err == nil || res[0].Err.Code != ledger.CodeBatchAborted || !res[1].TermsChanged() {
 		t.Fatalf("all-or-nothing batch: %+v %v", res, err)
+	}
+}
+
+// A refusal decided on terms that have changed since is not stored: the request is to be
+// decided again.
+func TestRefusalOnOldTermsIsNotStored(t *testing.T) {
+	t.Parallel()
+	l, _ := open(t)
+	ctx := context.Background()
+	var version int64
+	if err := l.Pool().QueryRow(ctx, `SELECT terms_version FROM journal_head`).Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	refusal := ledger.Errorf(ledger.CodeInvalid, "partner is suspended")
+	if _, err := l.Refuse(ctx, "a", "k", []byte("h"), refusal, version+1); !errors.Is(err, ledger.ErrTermsChanged) {
+		t.Fatalf("refuse on old terms: %v", err)
+	}
+	if r, err := l.Lookup(ctx, "a", "k", []byte("h")); err != nil || r != nil {
+		t.Fatalf("the stale refusal was stored: %+v %v", r, err)
+	}
+	if r, err := l.Refuse(ctx, "a", "k", []byte("h"), refusal, version); err != nil || r.Err == nil {
+		t.Fatalf("refuse on current terms: %+v %v", r, err)
 	}
 }

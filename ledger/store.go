@@ -97,15 +97,16 @@ var ErrTermsChanged = errors.New("the partner's terms, the coalition's settings 
 func (r Result) TermsChanged() bool { return r.Err != nil && r.Err.Code == CodeTermsChanged }
 
 // Refusal returns the result's refusal (nil if the entry was accepted), for an entry with
-// an idempotency key: marked Stored when the engine stored it as the key's first answer
-// (every refusal but a conflict or changed terms), and Replayed when it answered an
-// earlier request.
+// an idempotency key posted by Post or the writer (an all-or-nothing batch that is
+// refused stores nothing): marked Stored when the engine stored it as the key's first
+// answer (every refusal but a conflict, changed terms or an aborted batch), and Replayed
+// when it answered an earlier request.
 func (r Result) Refusal() *Error {
 	if r.Err == nil {
 		return nil
 	}
 	e := *r.Err
-	e.stored = r.Err.Code != CodeIdempotencyConflict && r.Err.Code != CodeTermsChanged
+	e.stored = r.Err.Code != CodeIdempotencyConflict && r.Err.Code != CodeTermsChanged && r.Err.Code != CodeBatchAborted
 	e.replayed = r.Replayed
 	return &e
 }

@@ -6,7 +6,9 @@
 -- version under the journal head's lock and sends back every entry priced at another one.
 -- Bumping it takes the head's lock too, so a change and a batch never cross: no entry
 -- commits on terms older than the last change committed before it.
-ALTER TABLE journal_head ADD COLUMN terms_version bigint NOT NULL DEFAULT 0;
+-- It starts at 1: an entry whose TermsVersion is 0 depends on no cached terms and is not
+-- checked, so 0 is never a version.
+ALTER TABLE journal_head ADD COLUMN terms_version bigint NOT NULL DEFAULT 1;
 
 -- +goose StatementBegin
 CREATE FUNCTION bump_terms_version() RETURNS trigger LANGUAGE plpgsql AS $$

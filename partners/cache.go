@@ -3,6 +3,7 @@ package partners
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"sync"
 	"time"
 
@@ -64,6 +65,23 @@ func (c *Cache) observeLocked(version int64) {
 		clear(c.terms)
 		clear(c.keys)
 	}
+}
+
+// Version returns the terms version the cache holds its terms at, reading it first if
+// the cache has not learnt it yet: a refusal decided on cached terms is stored only at
+// the version it was decided at (ledger.Ledger.Refuse).
+func (c *Cache) Version(ctx context.Context) (int64, error) {
+	c.mu.Lock()
+	v := c.version
+	c.mu.Unlock()
+	if v != 0 {
+		return v, nil
+	}
+	if err := c.pool.QueryRow(ctx, `SELECT terms_version FROM journal_head`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("terms version: %w", err)
+	}
+	c.Observe(v)
+	return v, nil
 }
 
 // flush empties the cache after a change this process made.

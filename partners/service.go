@@ -42,6 +42,10 @@ type Request struct {
 	// Terms, if set, are the partner's terms read once for many requests (the items of
 	// one batch); nil: each request reads them.
 	Terms *Terms
+	// Reauthorize, if set, checks again that the request may act (its API key is still
+	// live) before it is priced again because the terms changed under it: the change may
+	// be the key's revocation.
+	Reauthorize func(context.Context) error
 }
 
 // Terms are a partner, the coalition's settings and the partner's contract versions, as
@@ -132,12 +136,18 @@ func (s *Service) activeTerms(ctx context.Context, r Request, t time.Time) (Coal
 const maxRepricing = 3
 
 // repriced runs op on r, and again on fresh terms while its entry comes back with
-// ledger.ErrTermsChanged.
-func repriced[T any](r Request, op func(Request) (T, error)) (T, error) {
+// ledger.ErrTermsChanged (after checking, with r.Reauthorize, that it may still act).
+func repriced[T any](ctx context.Context, r Request, op func(Request) (T, error)) (T, error) {
 	for attempt := 1; ; attempt++ {
 		out, err := op(r)
 		if !errors.Is(err, ledger.ErrTermsChanged) || attempt == maxRepricing {
 			return out, err
+		}
+		if r.Reauthorize != nil {
+			if err := r.Reauthorize(ctx); err != nil {
+				var zero T
+				return zero, err
+			}
 		}
 		r.Terms = nil
 	}
@@ -223,7 +233,7 @@ func memberOf(p *ledger.Posted) MemberBalance {
 // Earn prices a purchase at the partner and credits the points to the member, enrolling
 // an unknown phone or card on the spot.
 func (s *Service) Earn(ctx context.Context, r Request, in EarnInput) (*EarnResult, error) {
-	return repriced(r, func(r Request) (*EarnResult, error) {
+	return repriced(ctx, r, func(r Request) (*EarnResult, error) {
 		e, res, err := s.EarnEntry(ctx, r, in)
 		if err != nil || e == nil {
 			return res, err
@@ -514,7 +524,7 @@ func (s *Service) RedeemEntry(ctx context.Context, r Request, in RedeemInput) (*
 
 // Redeem takes points from the member in payment at the partner.
 func (s *Service) Redeem(ctx context.Context, r Request, in RedeemInput) (*RedeemResult, error) {
-	return repriced(r, func(r Request) (*RedeemResult, error) {
+	return repriced(ctx, r, func(r Request) (*RedeemResult, error) {
 		e, err := s.RedeemEntry(ctx, r, in)
 		if err != nil {
 			return nil, err
@@ -618,7 +628,7 @@ func (s *Service) Hold(ctx context.Context, r Request, in HoldInput) (*HoldResul
 	if expiresIn < 0 || expiresIn > s.HoldMax {
 		return nil, ledger.Errorf(ledger.CodeInvalid, "expires_in must be between 1 second and %s", s.HoldMax).With("field", "expires_in")
 	}
-	return repriced(r, func(r Request) (*HoldResult, error) {
+	return repriced(ctx, r, func(r Request) (*HoldResult, error) {
 		m, price, version, err := s.redemptionTerms(ctx, r, in.Member, in.Points, in.Value, in.PurchaseAmount, bt)
 		if err != nil {
 			return nil, err
@@ -651,7 +661,7 @@ func (s *Service) Void(ctx context.Context, r Request, holdID string) (*HoldResu
 }
 
 func (s *Service) settleHold(ctx context.Context, r Request, holdID string, kind ledger.EntryKind, op ledger.LotOp) (*HoldResult, error) {
-	return repriced(r, func(r Request) (*HoldResult, error) {
+	return repriced(ctx, r, func(r Request) (*HoldResult, error) {
 		terms, err := s.activePartnerTerms(ctx, r)
 		if err != nil {
 			return nil, err
@@ -701,7 +711,7 @@ type ReverseResult struct {
 // Reverse reverses an earn (points back pro rata to the returned part of the purchase,
 // cumulatively) or a redemption or capture (points back into their lots).
 func (s *Service) Reverse(ctx context.Context, r Request, in ReverseInput) (*ReverseResult, error) {
-	return repriced(r, func(r Request) (*ReverseResult, error) { return s.reverse(ctx, r, in) })
+	return repriced(ctx, r, func(r Request) (*ReverseResult, error) { return s.reverse(ctx, r, in) })
 }
 
 func (s *Service) reverse(ctx context.Context, r Request, in ReverseInput) (*ReverseResult, error) {

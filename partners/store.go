@@ -565,6 +565,7 @@ func (s *Store) resolveOnce(ctx context.Context, lookups []memberLookup, todo []
 		return nil, err
 	}
 	var again []int
+	enrolling := map[memberKey]bool{} // an enrolling lookup of the key came at or before this one
 	for _, i := range todo {
 		l := lookups[i]
 		k := keyOf(l.ref)
@@ -572,7 +573,14 @@ func (s *Store) resolveOnce(ctx context.Context, lookups []memberLookup, todo []
 			out[i] = m
 			continue
 		}
+		enrolling[k] = enrolling[k] || l.enrol
 		if m, ok := enrolled[k]; ok {
+			if !enrolling[k] {
+				// Enrolled for a later item (lookups come in the items' order): sent alone,
+				// this one would not find the member yet.
+				out[i] = resolvedMember{}
+				continue
+			}
 			out[i] = resolvedMember{Member: m, earned: decimal.Zero, enrolled: true}
 			continue
 		}
