@@ -177,25 +177,45 @@ func (w *workload) spend(r *rand.Rand, balance int64) (points int64, designed bo
 	return 1 + r.Int64N(limit), false
 }
 
-func (w *workload) redeem(ctx context.Context, r *rand.Rand, next func() string) {
-	key := next()
+// sentSpend is a redemption or a hold as sendSpend sent it.
+type sentSpend struct {
+	a        answer
+	s        *sent
+	member   *memberModel // locked until the caller unlocks
+	partner  string
+	points   int64
+	designed bool // sized above the member's balance, to be refused
+}
+
+// sendSpend sends a redemption or a hold (op, to route, of kind) of a drawn spender's
+// points at a drawn partner, the member locked until unlock. ok is false when no member
+// had points to spend: the operation ran as another.
+func (w *workload) sendSpend(ctx context.Context, r *rand.Rand, key string, op OpKind, route, kind string) (sp sentSpend, unlock func(), ok bool) {
 	m, member, unlock, ok := w.spender(r)
 	if !ok {
 		w.substitute(ctx, r, key)
+		return sentSpend{}, nil, false
+	}
+	w.count(op)
+	q := partnerID(w.partners.draw(r))
+	pts, designed := w.spend(r, member.balance)
+	body := fmt.Appendf(nil, `{"member":{"card":"%s"},"points":"%d","reference":"%s"}`, card(m), pts, key)
+	a, s := w.write(ctx, q, "/v1/partners/"+q+"/"+route, key, key, kind, body)
+	return sentSpend{a: a, s: s, member: member, partner: q, points: pts, designed: designed}, unlock, true
+}
+
+func (w *workload) redeem(ctx context.Context, r *rand.Rand, next func() string) {
+	key := next()
+	sp, unlock, ok := w.sendSpend(ctx, r, key, OpRedeem, "redemptions", "redemption")
+	if !ok {
 		return
 	}
 	defer unlock()
-	mm := []*memberModel{member}
-	w.count(OpRedeem)
-	q := partnerID(w.partners.draw(r))
-	pts, designed := w.spend(r, mm[0].balance)
-	body := fmt.Appendf(nil, `{"member":{"card":"%s"},"points":"%d","reference":"%s"}`, card(m), pts, key)
-	a, s := w.write(ctx, q, "/v1/partners/"+q+"/redemptions", key, key, "redemption", body)
-	if a.err != nil || a.status >= 500 {
+	if sp.a.err != nil || sp.a.status >= 500 {
 		return
 	}
-	w.reuse.add(s)
-	w.expectSpend(mm[0], a, designed, "redemption "+key)
+	w.reuse.add(sp.s)
+	w.expectSpend(sp.member, sp.a, sp.designed, "redemption "+key)
 }
 
 // expectSpend checks a spend's answer against the model and follows the balance.
@@ -222,19 +242,13 @@ func (w *workload) expectSpend(mm *memberModel, a answer, designed bool, what st
 
 func (w *workload) hold(ctx context.Context, r *rand.Rand, next func() string) {
 	key := next()
-	m, member, unlock, ok := w.spender(r)
+	sp, unlock, ok := w.sendSpend(ctx, r, key, OpHold, "holds", "hold")
 	if !ok {
-		w.substitute(ctx, r, key)
 		return
 	}
 	defer unlock()
-	mm := []*memberModel{member}
-	w.count(OpHold)
-	q := partnerID(w.partners.draw(r))
-	pts, designed := w.spend(r, mm[0].balance)
-	body := fmt.Appendf(nil, `{"member":{"card":"%s"},"points":"%d","reference":"%s"}`, card(m), pts, key)
-	a, _ := w.write(ctx, q, "/v1/partners/"+q+"/holds", key, key, "hold", body)
-	if a.err != nil || a.status >= 500 || !w.expectSpend(mm[0], a, designed, "hold "+key) {
+	a, q, pts := sp.a, sp.partner, sp.points
+	if a.err != nil || a.status >= 500 || !w.expectSpend(sp.member, a, sp.designed, "hold "+key) {
 		return
 	}
 	wa, _, _ := parseWrite(a.body)
@@ -252,7 +266,7 @@ func (w *workload) hold(ctx context.Context, r *rand.Rand, next func() string) {
 		return
 	}
 	if _, bal, err := parseWrite(a2.body); err == nil && a2.status == http.StatusCreated {
-		mm[0].balance = bal
+		sp.member.balance = bal
 		return
 	}
 	w.stats.surprise("%s %s: %d %s", path, key2, a2.status, a2.body)
