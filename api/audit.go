@@ -52,22 +52,12 @@ func (s *Server) reports() *audit.Reports { return audit.NewReports(s.cfg.Ledger
 // period reads the query's from and to (positions or record times); as_of, if given,
 // is the end.
 func (s *Server) period(c echo.Context) (from, to int64, err error) {
-	ctx := c.Request().Context()
-	r := s.reports()
-	if from, err = r.ParseBound(ctx, c.QueryParam("from"), true); err != nil {
-		return 0, 0, err
-	}
 	end := c.QueryParam("to")
 	if asOf := c.QueryParam("as_of"); asOf != "" {
 		end = asOf
 	}
-	if to, err = r.ParseBound(ctx, end, false); err != nil {
-		return 0, 0, err
-	}
-	if end != "" && to == 0 {
-		return 0, 0, ledger.Errorf(ledger.CodeInvalid, "the period ends at %s, before the first entry", end)
-	}
-	return from, to, nil
+	p, err := s.reports().ParsePeriod(c.Request().Context(), c.QueryParam("from"), end)
+	return p.From, p.To, err
 }
 
 // trialBalance answers the trial balance as of a record time (as_of) or a journal position

@@ -32,6 +32,23 @@ type Period struct {
 	To   int64 `json:"to"`
 }
 
+// ParsePeriod reads a period as given on a command line or in a query (see ParseBound):
+// an end given that lies before the first entry is refused rather than read as the head.
+func (r *Reports) ParsePeriod(ctx context.Context, from, to string) (Period, error) {
+	var p Period
+	var err error
+	if p.From, err = r.ParseBound(ctx, from, true); err != nil {
+		return Period{}, err
+	}
+	if p.To, err = r.ParseBound(ctx, to, false); err != nil {
+		return Period{}, err
+	}
+	if to != "" && p.To == 0 {
+		return Period{}, ledger.Errorf(ledger.CodeInvalid, "the period ends at %s, before the first entry", to)
+	}
+	return p, nil
+}
+
 // ParseBound reads a period's bound as given on a command line or in a query: a journal
 // position, or a record time (RFC 3339, or a date meaning its start in UTC). A time as
 // the start is the first entry recorded at or after it; as the end, the last recorded at
@@ -603,38 +620,17 @@ func (r *Reports) Breakage(ctx context.Context, from, to int64) (*Breakage, erro
 	return b, nil
 }
 
-// movementJSON is a lot movement as the member statement's query builds it.
-type movementJSON struct {
-	Lot       string     `json:"lot"`
-	Issuer    string     `json:"issuer"`
-	Points    string     `json:"points"`
-	Consumer  string     `json:"consumer"`
-	Reason    string     `json:"reason"`
-	Rate      string     `json:"rate"`
-	ExpiresAt *time.Time `json:"expires_at"`
-}
-
+// unmarshalMovements reads the lot movements as the member statement's query builds them
+// (ledger.Movement's own JSON), with their expiries in UTC.
 func unmarshalMovements(raw string, out *[]ledger.Movement) error {
-	var ms []movementJSON
-	if err := json.Unmarshal([]byte(raw), &ms); err != nil {
+	if err := json.Unmarshal([]byte(raw), out); err != nil {
 		return fmt.Errorf("lot movements: %w", err)
 	}
-	*out = make([]ledger.Movement, len(ms))
-	for i, m := range ms {
-		pts, err := decimal.NewFromString(m.Points)
-		if err != nil {
-			return fmt.Errorf("lot movements: %w", err)
-		}
-		rate, err := decimal.NewFromString(m.Rate)
-		if err != nil {
-			return fmt.Errorf("lot movements: %w", err)
-		}
-		mv := ledger.Movement{Lot: m.Lot, Issuer: m.Issuer, Points: pts, Consumer: m.Consumer, Reason: m.Reason, Rate: rate}
+	for i, m := range *out {
 		if m.ExpiresAt != nil {
 			t := m.ExpiresAt.UTC()
-			mv.ExpiresAt = &t
+			(*out)[i].ExpiresAt = &t
 		}
-		(*out)[i] = mv
 	}
 	return nil
 }

@@ -57,17 +57,11 @@ func auditCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []stri
 		}
 		return withDB("", false, func(db *database.DB) error {
 			r := audit.NewReports(db.Pool)
-			fromPos, err := r.ParseBound(ctx, *from, true)
+			period, err := r.ParsePeriod(ctx, *from, *to)
 			if err != nil {
 				return err
 			}
-			toPos, err := r.ParseBound(ctx, *to, false)
-			if err != nil {
-				return err
-			}
-			if *to != "" && toPos == 0 {
-				return fmt.Errorf("--to %s is before the first entry", *to)
-			}
+			fromPos, toPos := period.From, period.To
 			w := stdout
 			if *output != "" {
 				f, err := os.Create(*output)

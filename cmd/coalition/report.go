@@ -60,17 +60,11 @@ func reportCommand(ctx context.Context, fs *flag.FlagSet, args []string,
 	}
 	return withDB("", false, func(db *database.DB) error {
 		r := audit.NewReports(db.Pool)
-		fromPos, err := r.ParseBound(ctx, *from, true)
+		period, err := r.ParsePeriod(ctx, *from, *to)
 		if err != nil {
 			return err
 		}
-		toPos, err := r.ParseBound(ctx, *to, false)
-		if err != nil {
-			return err
-		}
-		if *to != "" && toPos == 0 {
-			return fmt.Errorf("--to %s is before the first entry", *to)
-		}
+		fromPos, toPos := period.From, period.To
 		out := &reportWriter{json: *format == "json", w: stdout, csv: csv.NewWriter(stdout)}
 		defer out.csv.Flush()
 		switch which {
