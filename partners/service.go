@@ -495,24 +495,6 @@ type RedeemResult struct {
 	Replayed bool             `json:"-"`
 }
 
-// redemptionTerms prices a redemption (or a hold) at the partner.
-func (s *Service) redemptionTerms(ctx context.Context, r Request, ref MemberRef, points, value decimal.Decimal,
-	purchase *decimal.Decimal, bt time.Time) (Member, RedemptionPrice, int64, error) {
-	c, k, version, err := s.activeTerms(ctx, r, bt)
-	if err != nil {
-		return Member{}, RedemptionPrice{}, 0, err
-	}
-	m, err := s.Store.FindMember(ctx, ref, s.PhoneRegion)
-	if err != nil {
-		return Member{}, RedemptionPrice{}, 0, err
-	}
-	price, err := PriceRedemption(c, k, Redeem{Points: points, Value: value}, purchase)
-	if err != nil {
-		return Member{}, RedemptionPrice{}, 0, err
-	}
-	return m, price, version, nil
-}
-
 // RedeemEntry builds the journal entry of a redemption without posting it.
 func (s *Service) RedeemEntry(ctx context.Context, r Request, in RedeemInput) (*ledger.Entry, error) {
 	out, err := s.PriceEntries(ctx, []PriceItem{{Request: r, Redeem: &in}})
@@ -629,21 +611,20 @@ func (s *Service) Hold(ctx context.Context, r Request, in HoldInput) (*HoldResul
 		return nil, ledger.Errorf(ledger.CodeInvalid, "expires_in must be between 1 second and %s", s.HoldMax).With("field", "expires_in")
 	}
 	return repriced(ctx, r, func(r Request) (*HoldResult, error) {
-		m, price, version, err := s.redemptionTerms(ctx, r, in.Member, in.Points, in.Value, in.PurchaseAmount, bt)
+		// A hold is priced as the redemption its capture will be, and reserves instead.
+		e, err := s.RedeemEntry(ctx, r, RedeemInput{Member: in.Member, Points: in.Points, Value: in.Value,
+			PurchaseAmount: in.PurchaseAmount, BusinessTime: &bt, Reference: in.Reference})
 		if err != nil {
 			return nil, err
 		}
-		posted, replayed, err := s.postOne(ctx, ledger.Entry{
-			Kind: ledger.EntryHold, Partner: r.Partner, Member: m.ID, Reference: in.Reference,
-			IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash, BusinessTime: bt,
-			Metadata:     metadata(entryMeta{Redemption: &price}),
-			Op:           ledger.Reserve{Points: price.Points, Consumer: r.Partner, Rate: price.RedeemRate, ExpiresAt: s.Now().UTC().Add(expiresIn)},
-			TermsVersion: version,
-		})
+		consume := e.Op.(ledger.Consume)
+		e.Kind = ledger.EntryHold
+		e.Op = ledger.Reserve{Points: consume.Points, Consumer: consume.Consumer, Rate: consume.Rate, ExpiresAt: s.Now().UTC().Add(expiresIn)}
+		posted, replayed, err := s.postOne(ctx, *e)
 		if err != nil {
 			return nil, err
 		}
-		out := HoldResultOf(posted, price.Value.Currency)
+		out := HoldResultOf(posted, "") // a hold has no value yet: its capture has
 		out.Replayed = replayed
 		return out, nil
 	})
