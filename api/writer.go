@@ -41,18 +41,6 @@ func (s *Server) startWriter() {
 		}
 		w = ledger.NewWriter(s.cfg.Ledger, wc)
 		s.ownWriter = w
-		l := s.cfg.Ledger
-		for mode, count := range map[string]func(ledger.ChainStats) int64{
-			"optimistic": func(c ledger.ChainStats) int64 { return c.Optimistic },
-			"locked":     func(c ledger.ChainStats) int64 { return c.Locked },
-			"retried":    func(c ledger.ChainStats) int64 { return c.Retried },
-		} {
-			register(s.cfg.Registry, prometheus.NewCounterFunc(prometheus.CounterOpts{
-				Name:        "coalition_journal_batches_total",
-				Help:        "Batches that took their place in the journal: chained onto the head in memory (optimistic), after locking the head row (locked), or run again because the head had moved (retried).",
-				ConstLabels: prometheus.Labels{"mode": mode},
-			}, func() float64 { return float64(count(l.ChainStats())) }))
-		}
 	}
 	s.svc.Writer = w
 }

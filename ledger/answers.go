@@ -40,10 +40,8 @@ func (l *Ledger) keepFirst(ctx context.Context, scope, key string, hash []byte, 
 			return err
 		}
 		if termsVersion != 0 {
-			// Held until commit: a change of the terms waits for this answer, or this
-			// answer sees it.
 			var now int64
-			if err := tx.QueryRow(ctx, `SELECT terms_version FROM journal_head FOR SHARE`).Scan(&now); err != nil {
+			if err := tx.QueryRow(ctx, `SELECT terms_version FROM journal_head`).Scan(&now); err != nil {
 				return err
 			}
 			if observe := l.onTerms.Load(); observe != nil {

@@ -10,12 +10,10 @@ import (
 	"hash/fnv"
 	"reflect"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/oklog/ulid/v2"
 	"github.com/shopspring/decimal"
@@ -29,13 +27,8 @@ type Ledger struct {
 	clock  func() time.Time
 	window Window
 	newID  func() string
-	// onTerms, if set, is told the terms version every batch reads.
+	// onTerms, if set, is told the terms version every batch reads under the head.
 	onTerms atomic.Pointer[func(int64)]
-	// seq is the journal head as this process knows it (sequence.go).
-	seq *sequencer
-	// accounts holds the names of accounts other than members' known to exist, so that a
-	// batch creates only new ones before it inserts postings that name them.
-	accounts sync.Map
 }
 
 // Option configures a Ledger.
@@ -50,16 +43,16 @@ func WithWindow(w Window) Option { return func(l *Ledger) { l.window = w } }
 
 // New returns a ledger over pool, whose connections must come from pg.Connect.
 func New(pool *pgxpool.Pool, opts ...Option) *Ledger {
-	l := &Ledger{pool: pool, clock: time.Now, window: DefaultWindow, newID: func() string { return ulid.Make().String() }, seq: newSequencer()}
+	l := &Ledger{pool: pool, clock: time.Now, window: DefaultWindow, newID: func() string { return ulid.Make().String() }}
 	for _, o := range opts {
 		o(l)
 	}
 	return l
 }
 
-// ObserveTerms has the ledger tell observe the terms version that each batch reads (and
-// checks again as it commits), so that a cache of the terms learns of a change at the
-// next post.
+// ObserveTerms has the ledger tell observe the terms version that each batch reads under
+// the journal head's lock, so that a cache of the terms learns of a change at the next
+// post.
 func (l *Ledger) ObserveTerms(observe func(version int64)) { l.onTerms.Store(&observe) }
 
 // Pool returns the ledger's connection pool.
@@ -124,42 +117,15 @@ func (l *Ledger) post(ctx context.Context, entries []Entry, atomic bool) ([]Resu
 		return nil, err
 	}
 	var results []Result
-	var placed *link
-	attempt := 0
-	// Two round trips: BEGIN rides with the reads, COMMIT with the writes. The first
-	// attempt chains onto the head in memory when it is known; an attempt run again (the
-	// head moved, or a deadlock) locks the head.
-	post := func(tx pg.Sender) (*pgx.Batch, error) {
-		attempt++
-		if attempt > 1 {
-			l.seq.stats.retried.Add(1)
-		}
-		l.seq.done(placed, false)
-		placed = nil
-		optimistic := attempt == 1 && l.seq.optimistic()
-		if !optimistic {
-			if err := l.seq.drain(ctx, 0); err != nil {
-				return nil, err
-			}
-		}
+	// Two round trips: BEGIN rides with the reads, COMMIT with the writes.
+	err = pg.InPipelinedTx(ctx, l.pool, func(tx pg.Sender) (*pgx.Batch, error) {
 		fresh := make([]Entry, len(work))
 		copy(fresh, work)
 		var writes *pgx.Batch
 		var err error
-		results, writes, placed, err = l.postTx(ctx, tx, fresh, hashes, atomic, optimistic, true)
+		results, writes, err = l.postTx(ctx, tx, fresh, hashes, atomic)
 		return writes, err
-	}
-	for {
-		err = pg.InPipelinedTx(ctx, l.pool, post)
-		if !positionTaken(err) || attempt >= pg.MaxAttempts {
-			break
-		}
-		// Another process wrote at the positions this batch had chained onto in memory.
-	}
-	l.seq.done(placed, err == nil)
-	if err == nil && placed != nil {
-		l.remember(placed.accounts)
-	}
+	})
 	if errors.Is(err, errAborted) {
 		return results, nil
 	}
@@ -178,13 +144,7 @@ func (l *Ledger) PostAllIn(ctx context.Context, tx pgx.Tx, entries []Entry) ([]*
 	if err != nil {
 		return nil, err
 	}
-	// The caller commits when it will: nothing may chain onto this batch in memory, and it
-	// locks the head, once this process's optimistic batches are out of its way.
-	l.seq.forget()
-	if err := l.seq.drain(ctx, drainLimit); err != nil {
-		return nil, err
-	}
-	results, writes, _, err := l.postTx(ctx, tx, work, hashes, true, false, false)
+	results, writes, err := l.postTx(ctx, tx, work, hashes, true)
 	if err == nil && writes.Len() > 0 {
 		err = tx.SendBatch(ctx, writes).Close()
 	}
@@ -326,12 +286,7 @@ type storedKey struct {
 	result []byte
 }
 
-// postTx plans a batch in its first round trip and returns its second: the writes, for the
-// caller to send with COMMIT (the batch's link in the chain, for the sequencer to be told
-// how it ended). An optimistic batch chains onto the head this process keeps in memory and
-// leaves the head row alone until its writes; a locked one locks the head row with its
-// reads. commits says whether the batch commits itself, or its caller's transaction does.
-func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hashes [][]byte, atomic, optimistic, commits bool) ([]Result, *pgx.Batch, *link, error) {
+func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hashes [][]byte, atomic bool) ([]Result, *pgx.Batch, error) {
 	now := l.clock().UTC().Truncate(time.Microsecond)
 	locks := collectLocks(entries)
 	bk := &books{
@@ -350,11 +305,9 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 		termsVersion int64
 	}
 
-	// Round trip 1: take the batch's ticket (sequence.go); lock, in this order, the
-	// idempotency keys and references (advisory), the member accounts (sorted), then (in
-	// the locked mode) the journal head; and load what planning needs.
+	// Round trip 1: lock, in this order, the idempotency keys and references (advisory),
+	// the member accounts (sorted), then the journal head; and load what planning needs.
 	b := &pgx.Batch{}
-	ticket := l.seq.ticket()
 	// These reads name rows by key: each is planned once per connection (a generic plan),
 	// by index however small the tables were then. Left alone, PostgreSQL plans them again
 	// on every batch, or keeps a generic plan made on a nearly empty table (a sequential
@@ -363,7 +316,6 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 	b.Queue(`SET LOCAL plan_cache_mode = force_generic_plan`)
 	b.Queue(`SET LOCAL enable_seqscan = off`)
 	b.Queue(`SET LOCAL jit = off`)
-	b.Queue(`SELECT pg_advisory_xact_lock($1::int, $2::int)`, l.seq.salt, ticket)
 	if len(locks.advisory) > 0 {
 		b.Queue(`SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest($1::bigint[]) AS k ORDER BY 1) s`, locks.advisory)
 	}
@@ -491,15 +443,11 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 	if len(locks.restores) > 0 {
 		l.queueConsumptions(b, bk, locks.restores)
 	}
-	readHead := `SELECT position, hash, recorded_at, terms_version FROM journal_head`
-	if !optimistic {
-		readHead += ` FOR UPDATE`
-	}
-	b.Queue(readHead).QueryRow(func(r pgx.Row) error {
+	b.Queue(`SELECT position, hash, recorded_at, terms_version FROM journal_head FOR UPDATE`).QueryRow(func(r pgx.Row) error {
 		return r.Scan(&head.position, &head.hash, &head.recordedAt, &head.termsVersion)
 	})
-	// A change of the settings bumps the terms version, which the batch checks again as it
-	// commits: a batch never posts in a currency or scale that changed after it read them.
+	// The settings are read under the head lock, which a change of them takes too: a
+	// batch never posts in a currency or scale that changed after it read them.
 	var currency, zone string
 	var pointsScale int32
 	b.Queue(`SELECT currency, points_scale, time_zone FROM coalition`).QueryRow(func(r pgx.Row) error {
@@ -509,35 +457,21 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 	b.Queue(`SET LOCAL enable_seqscan TO DEFAULT`)
 	b.Queue(`SET LOCAL jit TO DEFAULT`)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	if observe := l.onTerms.Load(); observe != nil {
 		(*observe)(head.termsVersion)
 	}
 	units, err := NewUnits(currency, pointsScale)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("coalition settings: %w", err)
+		return nil, nil, fmt.Errorf("coalition settings: %w", err)
 	}
 	bk.units = units
 	if bk.zone, err = LoadZone(zone); err != nil {
-		return nil, nil, nil, fmt.Errorf("coalition time zone %q: %w", zone, err)
+		return nil, nil, fmt.Errorf("coalition time zone %q: %w", zone, err)
 	}
-
-	// Take the batch's place in the chain: from here to place (or an early return), the
-	// batches of this process plan in turn.
-	ln, err := l.seq.claim(ticket, optimistic, commits, chainHead{head.position, head.hash, head.recordedAt})
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	placed := false
-	defer func() {
-		if !placed {
-			l.seq.drop(ln)
-		}
-	}()
-	base := ln.from
 	// Lots created by this batch come after every lot already in the journal.
-	bk.nextOrder = base.position
+	bk.nextOrder = head.position
 	bk.chargeConsumptions()
 	for _, m := range bk.members {
 		m.sortLots()
@@ -587,16 +521,16 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 				results[i] = Result{Err: Errorf(CodeBatchAborted, "another entry of this all-or-nothing batch was refused; nothing was written")}
 			}
 		}
-		return results, nil, nil, errAborted
+		return results, nil, errAborted
 	}
 
 	// Positions, record time and the hash chain for the whole batch in one step.
 	recordedAt := now
-	if base.recordedAt.After(recordedAt) {
-		recordedAt = base.recordedAt.UTC()
+	if head.recordedAt.After(recordedAt) {
+		recordedAt = head.recordedAt.UTC()
 	}
-	prev := base.hash
-	position := base.position
+	prev := head.hash
+	position := head.position
 	lotPosition := map[string]int64{}
 	for i, p := range plans {
 		if p == nil {
@@ -622,7 +556,7 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 		lotPosition[p.id] = position
 		h, err := entryHash(posted, units) // p.metadata is canonical already
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 		posted.Hash = h
 		prev = h
@@ -631,20 +565,16 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 	for i, j := range repeats {
 		first, err := json.Marshal(results[j])
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 		results[i] = replay(storedKey{hash: hashes[j], result: first}, hashes[i], &entries[i])
 	}
 
-	ln.termsVersion = head.termsVersion
-	to := chainHead{position, prev, recordedAt}
-	writes, err := l.write(units, entries, hashes, results, bk, lotPosition, ln, to)
+	writes, err := l.write(units, entries, hashes, results, plans, bk, lotPosition, position, prev, recordedAt)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	l.seq.place(ln, to)
-	placed = true
-	return results, writes, ln, nil
+	return results, writes, nil
 }
 
 // replay answers a reused idempotency key: the stored first answer, or a conflict when the
@@ -757,11 +687,9 @@ func (bk *books) chargeConsumptions() {
 	}
 }
 
-// write is the second round trip: every row of the batch; then, once the batch ahead has
-// ended, the head advanced from ln.from to to, and the balances.
+// write is the second round trip: every row of the batch, then the new head.
 func (l *Ledger) write(units Units, entries []Entry, hashes [][]byte, results []Result,
-	bk *books, lotPosition map[string]int64, ln *link, to chainHead) (*pgx.Batch, error) {
-	recordedAt := to.recordedAt
+	plans []*planned, bk *books, lotPosition map[string]int64, position int64, headHash []byte, recordedAt time.Time) (*pgx.Batch, error) {
 	var (
 		eID, eKind, ePartner, eMember, eRef, eReverses []string
 		ePos                                           []int64
@@ -824,31 +752,6 @@ func (l *Ledger) write(units Units, entries []Entry, hashes [][]byte, results []
 		}
 	}
 
-	// The balances, in name order, are written after the head, when the batch ahead has
-	// committed: the hot partner rows wait for nobody, and no two batches cross on them.
-	// The accounts they name must exist before the postings do: members' are created in
-	// the first round trip, and the others here, when this process has not seen them yet.
-	names := make([]string, 0, len(deltas))
-	for n := range deltas {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	aKind, aUnit, aMember, aPartner := make([]string, len(names)), make([]string, len(names)), make([]string, len(names)), make([]string, len(names))
-	aDelta := make([]decimal.Decimal, len(names))
-	var newNames, newKinds, newUnits, newMembers, newPartners []string
-	for i, n := range names {
-		a, _ := ParseAccount(n)
-		aKind[i], aUnit[i], aMember[i], aPartner[i], aDelta[i] = string(a.Kind), a.Unit(units), a.Member, a.Partner, deltas[n]
-		if a.Member != "" {
-			if bk.members[a.Member] == nil {
-				newNames, newKinds, newUnits, newMembers, newPartners = append(newNames, n), append(newKinds, aKind[i]), append(newUnits, aUnit[i]), append(newMembers, a.Member), append(newPartners, "")
-			}
-		} else if _, known := l.accounts.Load(n); !known {
-			newNames, newKinds, newUnits, newMembers, newPartners = append(newNames, n), append(newKinds, aKind[i]), append(newUnits, aUnit[i]), append(newMembers, ""), append(newPartners, a.Partner)
-			ln.accounts = append(ln.accounts, n)
-		}
-	}
-
 	b := &pgx.Batch{}
 	if len(eID) > 0 {
 		b.Queue(`INSERT INTO entries (id, position, kind, partner_id, member_id, reference, business_time, recorded_at,
@@ -859,13 +762,26 @@ func (l *Ledger) write(units Units, entries []Entry, hashes [][]byte, results []
 			    AS t(id, pos, kind, partner, member, ref, biz, rec, meta, rev, prev, hash)`,
 			eID, ePos, eKind, ePartner, eMember, eRef, eBiz, eRec, eMeta, eReverses, ePrev, eHash)
 
-		if len(newNames) > 0 {
-			b.Queue(`INSERT INTO accounts (name, kind, unit, member_id, partner_id)
-				SELECT name, kind, unit, NULLIF(member, ''), NULLIF(partner, '')
-				  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS t(name, kind, unit, member, partner)
-				 ORDER BY name
-				ON CONFLICT (name) DO NOTHING`, newNames, newKinds, newUnits, newMembers, newPartners)
+		// Account balances, in name order: member accounts are already locked, the others
+		// are locked here, under the journal head, so no two writers can cross.
+		names := make([]string, 0, len(deltas))
+		for n := range deltas {
+			names = append(names, n)
 		}
+		sort.Strings(names)
+		aKind, aUnit, aMember, aPartner := make([]string, len(names)), make([]string, len(names)), make([]string, len(names)), make([]string, len(names))
+		aDelta := make([]decimal.Decimal, len(names))
+		for i, n := range names {
+			a, _ := ParseAccount(n)
+			aKind[i], aUnit[i], aMember[i], aPartner[i], aDelta[i] = string(a.Kind), a.Unit(units), a.Member, a.Partner, deltas[n]
+		}
+		b.Queue(`INSERT INTO accounts (name, kind, unit, member_id, partner_id, balance)
+			SELECT name, kind, unit, NULLIF(member, ''), NULLIF(partner, ''), delta
+			  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[])
+			    AS t(name, kind, unit, member, partner, delta)
+			 ORDER BY name
+			ON CONFLICT (name) DO UPDATE SET balance = accounts.balance + EXCLUDED.balance`,
+			names, aKind, aUnit, aMember, aPartner, aDelta)
 		b.Queue(`INSERT INTO postings (position, seq, entry_id, account, unit, amount, member_id)
 			SELECT pos, seq, entry, account, unit, amount, NULLIF(member, '')
 			  FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::numeric[], $7::text[])
@@ -910,23 +826,8 @@ func (l *Ledger) write(units Units, entries []Entry, hashes [][]byte, results []
 			  FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[]) AS t(partner, key, hash, entry, result)`,
 			kPartner, kKey, kHash, kEntry, kResult, recordedAt)
 	}
-	switch {
-	case len(eID) > 0:
-		if ln.prev != nil {
-			b.Queue(`SELECT pg_advisory_xact_lock_shared($1::int, $2::int)`, l.seq.salt, ln.prev.ticket)
-		}
-		b.Queue(`SELECT advance_journal_head($1, $2, $3, $4, $5, $6)`,
-			ln.from.position, ln.from.hash, ln.termsVersion, to.position, to.hash, to.recordedAt)
-		b.Queue(`INSERT INTO accounts (name, kind, unit, member_id, partner_id, balance)
-			SELECT name, kind, unit, NULLIF(member, ''), NULLIF(partner, ''), delta
-			  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[])
-			    AS t(name, kind, unit, member, partner, delta)
-			 ORDER BY name
-			ON CONFLICT (name) DO UPDATE SET balance = accounts.balance + EXCLUDED.balance`,
-			names, aKind, aUnit, aMember, aPartner, aDelta)
-	case b.Len() > 0 && ln.optimistic:
-		// Refusals only: remembered only if the terms they were decided on still hold.
-		b.Queue(`SELECT check_terms_version($1)`, ln.termsVersion)
+	if len(eID) > 0 {
+		b.Queue(`UPDATE journal_head SET position = $1, hash = $2, recorded_at = $3`, position, headHash, recordedAt)
 	}
 	return b, nil
 }
@@ -1068,25 +969,4 @@ func (r *holdRows) queue(b *pgx.Batch) {
 			ON CONFLICT (hold_id, seq) DO UPDATE SET points = EXCLUDED.points`,
 			r.lHold, r.lSeq, r.lLot, r.lPoints)
 	}
-}
-
-// remember notes accounts a committed batch created.
-func (l *Ledger) remember(names []string) {
-	for _, n := range names {
-		l.accounts.Store(n, struct{}{})
-	}
-}
-
-// positionTaken reports an insert at a journal position another transaction wrote first:
-// a batch that chained onto a head another process had moved.
-func positionTaken(err error) bool {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code != "23505" {
-		return false
-	}
-	switch pgErr.ConstraintName {
-	case "entries_position_key", "postings_pkey", "lot_movements_pkey":
-		return true
-	}
-	return false
 }

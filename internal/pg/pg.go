@@ -49,16 +49,9 @@ func Connect(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, er
 	return pool, nil
 }
 
-// ErrRetry, returned by (or wrapped in an error of) the function InTx or InPipelinedTx
-// runs, rolls the transaction back and runs it again, as a serialization failure does.
-var ErrRetry = errors.New("run the transaction again")
-
-// Retryable reports whether err is a serialization failure (40001), a deadlock (40P01) or
-// ErrRetry, after which the whole transaction may be run again.
+// Retryable reports whether err is a serialization failure (40001) or a deadlock (40P01),
+// after which the whole transaction may be run again.
 func Retryable(err error) bool {
-	if errors.Is(err, ErrRetry) {
-		return true
-	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		return pgErr.Code == "40001" || pgErr.Code == "40P01"
