@@ -154,3 +154,42 @@ func TestRefusalOnOldTermsIsNotStored(t *testing.T) {
 		t.Fatalf("refuse on current terms: %+v %v", r, err)
 	}
 }
+
+// A refusal decided while a change of the terms is being committed waits for it, and is
+// then not stored: it would otherwise commit after a change it did not see.
+func TestRefusalWaitsForAChangeOfTermsInFlight(t *testing.T) {
+	t.Parallel()
+	l, _ := open(t)
+	ctx := context.Background()
+	var version int64
+	if err := l.Pool().QueryRow(ctx, `SELECT terms_version FROM journal_head`).Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	change, err := l.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer change.Rollback(ctx) //nolint:errcheck // committed below
+	if _, err := change.Exec(ctx, `UPDATE journal_head SET terms_version = terms_version + 1`); err != nil {
+		t.Fatal(err)
+	}
+	refused := make(chan error, 1)
+	go func() {
+		_, err := l.Refuse(ctx, "a", "k", []byte("h"), ledger.Errorf(ledger.CodeInvalid, "no contract in force"), version)
+		refused <- err
+	}()
+	select {
+	case err := <-refused:
+		t.Fatalf("the refusal did not wait for the change in flight: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := change.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-refused; !errors.Is(err, ledger.ErrTermsChanged) {
+		t.Fatalf("refusal after the change: %v, want ErrTermsChanged", err)
+	}
+	if r, err := l.Lookup(ctx, "a", "k", []byte("h")); err != nil || r != nil {
+		t.Fatalf("the stale refusal was stored: %+v %v", r, err)
+	}
+}
