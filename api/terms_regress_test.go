@@ -140,3 +140,36 @@ func TestBatchRedemptionBeforeTheEarnThatEnrolsItsCard(t *testing.T) {
 		t.Fatalf("redemption before the earn that enrols its card: %d %s (alone: 404 not_found)", out.Items[0].Status, out.Items[0].Body)
 	}
 }
+
+// A request that reuses a key with another body is refused and posts nothing. A /batch
+// item looks its key up first and enrols nobody; a single request may still enrol the
+// unknown card it names, with no points (docs/API.md, "Deviations from DESIGN, today").
+func TestConflictingReusePostsNothing(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	first := map[string]any{"member": map[string]string{"card": "c-first"}, "amount": "100.00", "currency": "RUB"}
+	e.post("/v1/partners/fuelco/earns", e.fuel, "k-c", first).want(t, http.StatusCreated)
+	other := map[string]any{"member": map[string]string{"card": "c-other"}, "amount": "100.00", "currency": "RUB"}
+	e.post("/v1/partners/fuelco/earns", e.fuel, "k-c", other).wantError(t, http.StatusConflict, "idempotency_conflict")
+
+	_, out := e.batch("fuelco", e.fuel, []batchItem{
+		fuelEarn("k-c", map[string]string{"card": "c-batch"}, "100.00"),
+		fuelEarn("k-new", map[string]string{"card": "c-new"}, "100.00"),
+	})
+	if out.Items[0].Status != http.StatusConflict || out.Items[1].Status != http.StatusCreated {
+		t.Fatalf("batch answers: %d %s, %d %s", out.Items[0].Status, out.Items[0].Body, out.Items[1].Status, out.Items[1].Body)
+	}
+	if got := e.membersByCard("c-first", "c-batch", "c-new"); got["c-first"] != 1 || got["c-batch"] != 0 || got["c-new"] != 1 {
+		t.Fatalf("members per card: %v, want c-first and c-new", got)
+	}
+	var entries int
+	if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM entries`).Scan(&entries); err != nil {
+		t.Fatal(err)
+	}
+	if entries != 2 {
+		t.Fatalf("%d entries, want 2 (the first earn and the batch's new one)", entries)
+	}
+	// The replay of the first request still gets its answer.
+	e.post("/v1/partners/fuelco/earns", e.fuel, "k-c", first).want(t, http.StatusCreated)
+	e.booksBalance()
+}
