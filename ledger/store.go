@@ -308,14 +308,8 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 	// Round trip 1: lock, in this order, the idempotency keys and references (advisory),
 	// the member accounts (sorted), then the journal head; and load what planning needs.
 	b := &pgx.Batch{}
-	// These reads name rows by key: each is planned once per connection (a generic plan),
-	// by index however small the tables were then. Left alone, PostgreSQL plans them again
-	// on every batch, or keeps a generic plan made on a nearly empty table (a sequential
-	// scan) until the table is next analysed, and then every batch scans the whole table.
-	// (Without sequential scans a one-row table costs as if huge: no JIT for that.)
-	b.Queue(`SET LOCAL plan_cache_mode = force_generic_plan`)
-	b.Queue(`SET LOCAL enable_seqscan = off`)
-	b.Queue(`SET LOCAL jit = off`)
+	// These reads name rows by key (reset before the writes).
+	b.Queue(pg.PlanByKey)
 	if len(locks.advisory) > 0 {
 		b.Queue(`SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest($1::bigint[]) AS k ORDER BY 1) s`, locks.advisory)
 	}

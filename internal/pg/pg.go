@@ -49,6 +49,15 @@ func Connect(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, er
 	return pool, nil
 }
 
+// PlanByKey, queued in a transaction, makes the rest of it plan its statements once per
+// connection (a generic plan), by index, without JIT: for reads that name rows by key.
+// Left alone, PostgreSQL plans such a statement again on every call when a custom plan
+// looks cheaper (planning can cost five times the look-up), or keeps a generic plan made
+// while a table was nearly empty (a sequential scan) until the table is next analysed.
+// (Without sequential scans a one-row table costs as if huge: no JIT for that.)
+const PlanByKey = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
+	set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)`
+
 // Retryable reports whether err is a serialization failure (40001) or a deadlock (40P01),
 // after which the whole transaction may be run again.
 func Retryable(err error) bool {
