@@ -145,7 +145,10 @@ func (l *Ledger) PostAllIn(ctx context.Context, tx pgx.Tx, entries []Entry) ([]*
 		return nil, err
 	}
 	results, writes, err := l.postTx(ctx, tx, work, hashes, true)
-	if err == nil && writes.Len() > 0 {
+	if err == nil {
+		writes.Queue(`SET LOCAL plan_cache_mode TO DEFAULT`)
+		writes.Queue(`SET LOCAL enable_seqscan TO DEFAULT`)
+		writes.Queue(`SET LOCAL jit TO DEFAULT`)
 		err = tx.SendBatch(ctx, writes).Close()
 	}
 	if errors.Is(err, errAborted) {
@@ -308,7 +311,8 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 	// Round trip 1: lock, in this order, the idempotency keys and references (advisory),
 	// the member accounts (sorted), then the journal head; and load what planning needs.
 	b := &pgx.Batch{}
-	// These reads name rows by key (reset before the writes).
+	// These reads, and the writes after them, name rows by key: planned once per
+	// connection. (PostAllIn resets the settings for the rest of its caller's transaction.)
 	b.Queue(pg.PlanByKey)
 	if len(locks.advisory) > 0 {
 		b.Queue(`SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest($1::bigint[]) AS k ORDER BY 1) s`, locks.advisory)
@@ -405,9 +409,12 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 		queueHolds(b, bk, locks.holds)
 	}
 	if len(locks.clawLots) > 0 {
+		// The reversals of each lot's earn, found from the lot (OFFSET 0 keeps the planner
+		// from joining the other way round: a generic plan merged all of entries'
+		// reversals, every one ever posted, on every batch with a reversal).
 		b.Queue(`SELECT l.member_id, l.entry_id, COALESCE(sum(-p.amount), 0)
 			  FROM lots l
-			  JOIN entries e ON e.reverses = l.entry_id
+			  CROSS JOIN LATERAL (SELECT e.position FROM entries e WHERE e.reverses = l.entry_id OFFSET 0) e
 			  JOIN postings p ON p.position = e.position AND p.account = 'partner:' || l.issuer || ':issued'
 			 WHERE l.id = ANY($1)
 			 GROUP BY 1, 2`, locks.clawLots).
@@ -447,9 +454,6 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 	b.Queue(`SELECT currency, points_scale, time_zone FROM coalition`).QueryRow(func(r pgx.Row) error {
 		return r.Scan(&currency, &pointsScale, &zone)
 	})
-	b.Queue(`SET LOCAL plan_cache_mode TO DEFAULT`)
-	b.Queue(`SET LOCAL enable_seqscan TO DEFAULT`)
-	b.Queue(`SET LOCAL jit TO DEFAULT`)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, nil, err
 	}
