@@ -204,8 +204,8 @@ func (r *Reports) TrialBalance(ctx context.Context, position int64, partner stri
 	return tb, nil
 }
 
-// StatementPosting is one posting of an account statement.
-type StatementPosting struct {
+// StatementEntry is the journal entry a line of a statement stands for.
+type StatementEntry struct {
 	Position     int64            `json:"position"`
 	Entry        string           `json:"entry"`
 	Kind         ledger.EntryKind `json:"kind"`
@@ -213,8 +213,25 @@ type StatementPosting struct {
 	Reference    string           `json:"reference,omitempty"`
 	BusinessTime time.Time        `json:"business_time"`
 	RecordedAt   time.Time        `json:"recorded_at"`
-	Amount       Amount           `json:"amount"`
-	Balance      Amount           `json:"balance"` // the account's balance after it
+}
+
+// scan returns where a row's entry columns go (position, id, kind, partner, reference,
+// business and record time, in that order), then more.
+func (e *StatementEntry) scan(more ...any) []any {
+	return append([]any{&e.Position, &e.Entry, &e.Kind, &e.Partner, &e.Reference, &e.BusinessTime, &e.RecordedAt}, more...)
+}
+
+// inUTC returns e with its times in UTC.
+func (e StatementEntry) inUTC() StatementEntry {
+	e.BusinessTime, e.RecordedAt = e.BusinessTime.UTC(), e.RecordedAt.UTC()
+	return e
+}
+
+// StatementPosting is one posting of an account statement.
+type StatementPosting struct {
+	StatementEntry
+	Amount  Amount `json:"amount"`
+	Balance Amount `json:"balance"` // the account's balance after it
 }
 
 // StatementHead is what an account statement says before its postings.
@@ -278,9 +295,9 @@ func (r *Reports) AccountStatement(ctx context.Context, account string, from, to
 	}
 	tail := &StatementTail{}
 	bal, dr, cr := opening, decimal.Zero, decimal.Zero
-	var sp StatementPosting
+	var sp StatementEntry
 	var amount decimal.Decimal
-	_, err = pgx.ForEachRow(rows, []any{&sp.Position, &sp.Entry, &sp.Kind, &sp.Partner, &sp.Reference, &sp.BusinessTime, &sp.RecordedAt, &amount}, func() error {
+	_, err = pgx.ForEachRow(rows, sp.scan(&amount), func() error {
 		bal = bal.Add(amount)
 		if amount.IsPositive() {
 			dr = dr.Add(amount)
@@ -288,8 +305,7 @@ func (r *Reports) AccountStatement(ctx context.Context, account string, from, to
 			cr = cr.Sub(amount)
 		}
 		tail.Postings++
-		out := sp
-		out.BusinessTime, out.RecordedAt = out.BusinessTime.UTC(), out.RecordedAt.UTC()
+		out := StatementPosting{StatementEntry: sp.inUTC()}
 		out.Amount, out.Balance = formatUnit(snap.units, unit, amount), formatUnit(snap.units, unit, bal)
 		return each(out)
 	})
@@ -303,18 +319,12 @@ func (r *Reports) AccountStatement(ctx context.Context, account string, from, to
 // MemberLine is one entry of a member's statement: how it changed the member's points
 // and held points (positive: to the member), the lots it touched, and the balances after.
 type MemberLine struct {
-	Position     int64             `json:"position"`
-	Entry        string            `json:"entry"`
-	Kind         ledger.EntryKind  `json:"kind"`
-	Partner      string            `json:"partner"`
-	Reference    string            `json:"reference,omitempty"`
-	BusinessTime time.Time         `json:"business_time"`
-	RecordedAt   time.Time         `json:"recorded_at"`
-	Points       Amount            `json:"points"`
-	Held         Amount            `json:"held"`
-	Movements    []ledger.Movement `json:"lot_movements"`
-	Balance      Amount            `json:"balance"`
-	HeldBalance  Amount            `json:"held_balance"`
+	StatementEntry
+	Points      Amount            `json:"points"`
+	Held        Amount            `json:"held"`
+	Movements   []ledger.Movement `json:"lot_movements"`
+	Balance     Amount            `json:"balance"`
+	HeldBalance Amount            `json:"held_balance"`
 }
 
 // MemberHead is what a member's statement says before its lines: the member's points and
@@ -375,14 +385,12 @@ func (r *Reports) MemberStatement(ctx context.Context, member string, from, to i
 		return nil, fmt.Errorf("statement of member %s: %w", member, err)
 	}
 	tail := &MemberTail{}
-	var line MemberLine
+	var line StatementEntry
 	var dAcct, dHeld decimal.Decimal
 	var movements string
-	_, err = pgx.ForEachRow(rows, []any{&line.Position, &line.Entry, &line.Kind, &line.Partner, &line.Reference, &line.BusinessTime,
-		&line.RecordedAt, &dAcct, &dHeld, &movements}, func() error {
+	_, err = pgx.ForEachRow(rows, line.scan(&dAcct, &dHeld, &movements), func() error {
 		bal, hbal = bal.Add(dAcct), hbal.Add(dHeld)
-		out := line
-		out.BusinessTime, out.RecordedAt = out.BusinessTime.UTC(), out.RecordedAt.UTC()
+		out := MemberLine{StatementEntry: line.inUTC()}
 		out.Points, out.Held, out.Balance, out.HeldBalance = pts(dAcct), pts(dHeld), pts(bal), pts(hbal)
 		if err := unmarshalMovements(movements, &out.Movements); err != nil {
 			return err
