@@ -11,7 +11,7 @@ import (
 	"github.com/coalitionledger/coalition/audit"
 	"github.com/coalitionledger/coalition/internal/pg"
 	"github.com/coalitionledger/coalition/internal/pgtest"
-	"github.com/coalitionledger/coalition/ledger"
+	"github.com/coalitionledger/coalition/internal/traffictest"
 	"github.com/coalitionledger/coalition/partners"
 )
 
@@ -31,73 +31,14 @@ func TestRollForwardIdentity(t *testing.T) {
 		}
 		defer pool.Close()
 		f := newFixtureOn(rt, pool)
-		cards := []string{"1", "2", "3"}
-		var earns, redemptions, holds []string
+		tr := &traffictest.Traffic{Service: f.svc, Ledger: f.l, Partners: ids,
+			Members: []partners.MemberRef{{Card: "1"}, {Card: "2"}, {Card: "3"}},
+			Limits:  traffictest.Limits{Currency: "USD", Amount: 500, Points: 300, HoldPoints: 100, Returned: 500, Restored: 50},
+			Request: func(p string, _ int) partners.Request { return f.req(p) }}
 		steps := rapid.IntRange(3, 25).Draw(rt, "steps")
 		for i := 0; i < steps; i++ {
 			f.now = f.now.Add(time.Duration(rapid.IntRange(0, 96).Draw(rt, "hours")) * time.Hour)
-			p := rapid.SampledFrom(ids).Draw(rt, "partner")
-			m := partners.MemberRef{Card: rapid.SampledFrom(cards).Draw(rt, "card")}
-			var err error
-			switch rapid.IntRange(0, 7).Draw(rt, "op") {
-			case 0, 1, 2:
-				var e *partners.EarnResult
-				e, err = f.svc.Earn(ctx, f.req(p), partners.EarnInput{Member: m,
-					Purchase: partners.Purchase{Amount: decimal.NewFromInt(rapid.Int64Range(1, 500).Draw(rt, "amount")), Currency: "USD"}})
-				if err == nil && e.Entry != nil {
-					earns = append(earns, e.Entry.ID)
-				}
-			case 3:
-				var r *partners.RedeemResult
-				r, err = f.svc.Redeem(ctx, f.req(p), partners.RedeemInput{Member: m, Points: decimal.NewFromInt(rapid.Int64Range(1, 300).Draw(rt, "points")),
-					PurchaseAmount: ptr(dec("100000"))})
-				if err == nil {
-					redemptions = append(redemptions, r.Entry.ID)
-				}
-			case 4:
-				var h *partners.HoldResult
-				h, err = f.svc.Hold(ctx, f.req(p), partners.HoldInput{Member: m, Points: decimal.NewFromInt(rapid.Int64Range(1, 100).Draw(rt, "points")),
-					PurchaseAmount: ptr(dec("100000"))})
-				if err == nil {
-					holds = append(holds, h.Hold.ID)
-				}
-			case 5:
-				if len(holds) == 0 {
-					continue
-				}
-				h, herr := f.l.Hold(ctx, rapid.SampledFrom(holds).Draw(rt, "hold"))
-				if herr != nil {
-					rt.Fatal(herr)
-				}
-				if rapid.Bool().Draw(rt, "capture") {
-					_, err = f.svc.Capture(ctx, f.req(h.Partner), h.ID, decimal.Zero)
-				} else {
-					_, err = f.svc.Void(ctx, f.req(h.Partner), h.ID)
-				}
-			case 6:
-				if len(earns) == 0 {
-					continue
-				}
-				orig, oerr := f.l.Entry(ctx, rapid.SampledFrom(earns).Draw(rt, "earn"))
-				if oerr != nil {
-					rt.Fatal(oerr)
-				}
-				_, err = f.svc.Reverse(ctx, f.req(orig.Partner), partners.ReverseInput{Entry: orig.ID,
-					Amount: decimal.NewFromInt(rapid.Int64Range(0, 500).Draw(rt, "returned"))})
-			case 7:
-				if len(redemptions) == 0 {
-					continue
-				}
-				orig, oerr := f.l.Entry(ctx, rapid.SampledFrom(redemptions).Draw(rt, "redemption"))
-				if oerr != nil {
-					rt.Fatal(oerr)
-				}
-				_, err = f.svc.Reverse(ctx, f.req(orig.Partner), partners.ReverseInput{Entry: orig.ID,
-					Points: decimal.NewFromInt(rapid.Int64Range(0, 50).Draw(rt, "restored"))})
-			}
-			if _, ok := err.(*ledger.Error); err != nil && !ok {
-				rt.Fatalf("step %d: %v", i, err)
-			}
+			tr.Step(ctx, rt, i)
 			if rapid.IntRange(0, 3).Draw(rt, "expire") == 0 {
 				f.expire()
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/coalitionledger/coalition/internal/pg"
 	"github.com/coalitionledger/coalition/internal/pgtest"
+	"github.com/coalitionledger/coalition/internal/traffictest"
 	"github.com/coalitionledger/coalition/ledger"
 	"github.com/coalitionledger/coalition/partners"
 )
@@ -31,74 +32,13 @@ func TestServiceTrafficKeepsTheBooks(t *testing.T) {
 		defer pool.Close()
 		f := newCoalitionOn(rt, pool)
 		members := []partners.MemberRef{{Card: "1"}, {Card: "2"}}
-		var earns, redemptions, holds []string
+		tr := &traffictest.Traffic{Service: f.svc, Ledger: f.l, Partners: ids, Members: members,
+			Limits:  traffictest.Limits{Currency: "RUB", Amount: 9000, Points: 600, HoldPoints: 300, Returned: 3000, Restored: 50},
+			Request: func(p string, i int) partners.Request { return f.req(p, fmt.Sprint("k", i)) }}
 		steps := rapid.IntRange(5, 25).Draw(rt, "steps")
 		for i := 0; i < steps; i++ {
 			f.now = f.now.Add(time.Duration(rapid.IntRange(0, 48).Draw(rt, "hours")) * time.Hour)
-			p := rapid.SampledFrom(ids).Draw(rt, "partner")
-			m := rapid.SampledFrom(members).Draw(rt, "member")
-			key := fmt.Sprint("k", i)
-			var err error
-			switch rapid.IntRange(0, 7).Draw(rt, "op") {
-			case 0, 1, 2:
-				var e *partners.EarnResult
-				e, err = f.svc.Earn(ctx, f.req(p, key), partners.EarnInput{Member: m,
-					Purchase: partners.Purchase{Amount: decimal.NewFromInt(rapid.Int64Range(1, 9000).Draw(rt, "amount")), Currency: "RUB"}})
-				if err == nil && e.Entry != nil {
-					earns = append(earns, e.Entry.ID)
-				}
-			case 3:
-				var r *partners.RedeemResult
-				r, err = f.svc.Redeem(ctx, f.req(p, key), partners.RedeemInput{Member: m, Points: decimal.NewFromInt(rapid.Int64Range(1, 600).Draw(rt, "points")),
-					PurchaseAmount: ptr(dec("100000"))})
-				if err == nil {
-					redemptions = append(redemptions, r.Entry.ID)
-				}
-			case 4:
-				var h *partners.HoldResult
-				h, err = f.svc.Hold(ctx, f.req(p, key), partners.HoldInput{Member: m, Points: decimal.NewFromInt(rapid.Int64Range(1, 300).Draw(rt, "points")),
-					PurchaseAmount: ptr(dec("100000"))})
-				if err == nil {
-					holds = append(holds, h.Hold.ID)
-				}
-			case 5:
-				if len(holds) == 0 {
-					continue
-				}
-				h, herr := f.l.Hold(ctx, rapid.SampledFrom(holds).Draw(rt, "hold"))
-				if herr != nil {
-					rt.Fatal(herr)
-				}
-				if rapid.Bool().Draw(rt, "capture") {
-					_, err = f.svc.Capture(ctx, f.req(h.Partner, key), h.ID, decimal.Zero)
-				} else {
-					_, err = f.svc.Void(ctx, f.req(h.Partner, key), h.ID)
-				}
-			case 6:
-				if len(earns) == 0 {
-					continue
-				}
-				orig, oerr := f.l.Entry(ctx, rapid.SampledFrom(earns).Draw(rt, "earn"))
-				if oerr != nil {
-					rt.Fatal(oerr)
-				}
-				_, err = f.svc.Reverse(ctx, f.req(orig.Partner, key), partners.ReverseInput{Entry: orig.ID,
-					Amount: decimal.NewFromInt(rapid.Int64Range(0, 3000).Draw(rt, "returned"))})
-			case 7:
-				if len(redemptions) == 0 {
-					continue
-				}
-				orig, oerr := f.l.Entry(ctx, rapid.SampledFrom(redemptions).Draw(rt, "redemption"))
-				if oerr != nil {
-					rt.Fatal(oerr)
-				}
-				_, err = f.svc.Reverse(ctx, f.req(orig.Partner, key), partners.ReverseInput{Entry: orig.ID,
-					Points: decimal.NewFromInt(rapid.Int64Range(0, 50).Draw(rt, "restored"))})
-			}
-			var lerr *ledger.Error
-			if err != nil && !asLedgerError(err, &lerr) {
-				rt.Fatalf("step %d: %v", i, err)
-			}
+			tr.Step(ctx, rt, i)
 			if i%3 == 0 {
 				if _, err := f.l.ExpireDue(ctx, f.now, nil); err != nil {
 					rt.Fatal(err)
@@ -110,12 +50,6 @@ func TestServiceTrafficKeepsTheBooks(t *testing.T) {
 			checkBooks(rt, ctx, f, members)
 		}
 	})
-}
-
-func asLedgerError(err error, target **ledger.Error) bool {
-	e, ok := err.(*ledger.Error)
-	*target = e
-	return ok
 }
 
 func checkBooks(rt *rapid.T, ctx context.Context, f *coalitionFixture, members []partners.MemberRef) {
