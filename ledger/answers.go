@@ -40,11 +40,15 @@ func (l *Ledger) keepFirst(ctx context.Context, scope, key string, hash []byte, 
 			return err
 		}
 		if termsVersion != 0 {
-			// FOR SHARE, held until commit: a change of the terms that has not committed
-			// yet is waited for (and then seen), and one that starts later waits for this
-			// answer, so the answer never commits after a change it did not see.
+			// The terms lock, shared, held until commit (migration 00008): a change of the
+			// terms being committed is waited for (and then seen), and one that starts
+			// later waits for this answer, so the answer never commits after a change it
+			// did not see. (Not the head's row: the writer's batches lock that.)
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared(hashtext('coalition terms'), 0)`); err != nil {
+				return err
+			}
 			var now int64
-			if err := tx.QueryRow(ctx, `SELECT terms_version FROM journal_head FOR SHARE`).Scan(&now); err != nil {
+			if err := tx.QueryRow(ctx, `SELECT terms_version FROM journal_head`).Scan(&now); err != nil {
 				return err
 			}
 			if observe := l.onTerms.Load(); observe != nil {

@@ -170,7 +170,8 @@ func TestRefusalWaitsForAChangeOfTermsInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer change.Rollback(ctx) //nolint:errcheck // committed below
-	if _, err := change.Exec(ctx, `UPDATE journal_head SET terms_version = terms_version + 1`); err != nil {
+	// A new partner is a change of the terms: its trigger bumps the version.
+	if _, err := change.Exec(ctx, `INSERT INTO partners (id, name) VALUES ('newcomer', 'Newcomer')`); err != nil {
 		t.Fatal(err)
 	}
 	refused := make(chan error, 1)
@@ -178,10 +179,22 @@ func TestRefusalWaitsForAChangeOfTermsInFlight(t *testing.T) {
 		_, err := l.Refuse(ctx, "a", "k", []byte("h"), ledger.Errorf(ledger.CodeInvalid, "no contract in force"), version)
 		refused <- err
 	}()
+	// Wait until the refusal waits on the terms lock (or has answered, wrongly).
+	waitFor(t, "the refusal to wait for the change", func() bool {
+		if len(refused) > 0 {
+			return true
+		}
+		var waiting int
+		if err := l.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		return waiting > 0
+	})
 	select {
 	case err := <-refused:
 		t.Fatalf("the refusal did not wait for the change in flight: %v", err)
-	case <-time.After(200 * time.Millisecond):
+	default:
 	}
 	if err := change.Commit(ctx); err != nil {
 		t.Fatal(err)
