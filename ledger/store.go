@@ -145,11 +145,18 @@ func (l *Ledger) PostAllIn(ctx context.Context, tx pgx.Tx, entries []Entry) ([]*
 		return nil, err
 	}
 	results, writes, err := l.postTx(ctx, tx, work, hashes, true)
-	if err == nil {
+	if err == nil || errors.Is(err, errAborted) {
+		// The plan settings end with the writes (or with the refusal): the caller's
+		// transaction goes on.
+		if writes == nil {
+			writes = &pgx.Batch{}
+		}
 		writes.Queue(`SET LOCAL plan_cache_mode TO DEFAULT`)
 		writes.Queue(`SET LOCAL enable_seqscan TO DEFAULT`)
 		writes.Queue(`SET LOCAL jit TO DEFAULT`)
-		err = tx.SendBatch(ctx, writes).Close()
+		if serr := tx.SendBatch(ctx, writes).Close(); serr != nil {
+			err = serr
+		}
 	}
 	if errors.Is(err, errAborted) {
 		for _, r := range results {
@@ -312,7 +319,8 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 	// the member accounts (sorted), then the journal head; and load what planning needs.
 	b := &pgx.Batch{}
 	// These reads, and the writes after them, name rows by key: planned once per
-	// connection. (PostAllIn resets the settings for the rest of its caller's transaction.)
+	// connection (again after the table is analysed). PostAllIn resets the settings for
+	// the rest of its caller's transaction.
 	b.Queue(pg.PlanByKey)
 	if len(locks.advisory) > 0 {
 		b.Queue(`SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest($1::bigint[]) AS k ORDER BY 1) s`, locks.advisory)

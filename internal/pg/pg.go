@@ -50,7 +50,8 @@ func Connect(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, er
 }
 
 // PlanByKey, queued in a transaction, makes the rest of it plan its statements once per
-// connection (a generic plan), by index, without JIT: for reads that name rows by key.
+// connection (a generic plan, made again when a table is analysed), by index, without
+// JIT: for statements that name rows by key.
 // Left alone, PostgreSQL plans such a statement again on every call when a custom plan
 // looks cheaper (planning can cost five times the look-up), or keeps a generic plan made
 // while a table was nearly empty (a sequential scan) until the table is next analysed.
