@@ -145,18 +145,8 @@ func (l *Ledger) PostAllIn(ctx context.Context, tx pgx.Tx, entries []Entry) ([]*
 		return nil, err
 	}
 	results, writes, err := l.postTx(ctx, tx, work, hashes, true)
-	if err == nil || errors.Is(err, errAborted) {
-		// The plan settings end with the writes (or with the refusal): the caller's
-		// transaction goes on.
-		if writes == nil {
-			writes = &pgx.Batch{}
-		}
-		writes.Queue(`SET LOCAL plan_cache_mode TO DEFAULT`)
-		writes.Queue(`SET LOCAL enable_seqscan TO DEFAULT`)
-		writes.Queue(`SET LOCAL jit TO DEFAULT`)
-		if serr := tx.SendBatch(ctx, writes).Close(); serr != nil {
-			err = serr
-		}
+	if err == nil && writes.Len() > 0 {
+		err = tx.SendBatch(ctx, writes).Close()
 	}
 	if errors.Is(err, errAborted) {
 		for _, r := range results {
@@ -318,9 +308,10 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 	// Round trip 1: lock, in this order, the idempotency keys and references (advisory),
 	// the member accounts (sorted), then the journal head; and load what planning needs.
 	b := &pgx.Batch{}
-	// These reads, and the writes after them, name rows by key: planned once per
-	// connection (again after the table is analysed). PostAllIn resets the settings for
-	// the rest of its caller's transaction.
+	// These reads name rows by key: planned once per connection (again after a table is
+	// analysed). The settings are reset before the writes: a generic plan of the lots
+	// update, made while the table was small, joins it by a full index scan, and would
+	// keep doing so on every batch as the table grows.
 	b.Queue(pg.PlanByKey)
 	if len(locks.advisory) > 0 {
 		b.Queue(`SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest($1::bigint[]) AS k ORDER BY 1) s`, locks.advisory)
@@ -462,6 +453,9 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 	b.Queue(`SELECT currency, points_scale, time_zone FROM coalition`).QueryRow(func(r pgx.Row) error {
 		return r.Scan(&currency, &pointsScale, &zone)
 	})
+	b.Queue(`SET LOCAL plan_cache_mode TO DEFAULT`)
+	b.Queue(`SET LOCAL enable_seqscan TO DEFAULT`)
+	b.Queue(`SET LOCAL jit TO DEFAULT`)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, nil, err
 	}
