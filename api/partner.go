@@ -764,28 +764,22 @@ func (s *Server) batchEntries(c echo.Context, itemContext func(batchItemJSON) ec
 // refuseItem records a refusal before the engine as the first answer to the item's key,
 // unless the key has one already, which is then the answer.
 func (s *Server) refuseItem(c echo.Context, r partners.Request, err error) pricedItem {
-	var lerr *ledger.Error
-	if !errors.As(err, &lerr) {
-		return pricedItem{err: err, done: true}
-	}
-	ctx := c.Request().Context()
-	var version int64
+	version := int64(0)
 	if r.Terms != nil {
 		version = r.Terms.Version
-	} else if version, err = s.cache.Version(ctx); err != nil {
-		return pricedItem{err: err, done: true}
+	} else if refusedOnTerms(err) {
+		var verr error
+		if version, verr = s.cache.Version(c.Request().Context()); verr != nil {
+			return pricedItem{err: verr, done: true}
+		}
 	}
 	// On terms that have changed since, nothing is stored (ErrTermsChanged): the batch
 	// runs the item again alone.
-	res, rerr := s.cfg.Ledger.Refuse(ctx, r.Partner, r.IdempotencyKey, r.RequestHash, lerr, version)
-	if rerr != nil {
-		return pricedItem{err: rerr, done: true}
+	status, body, err := s.answerOnce(c, r, 0, nil, err, version)
+	if err != nil {
+		return pricedItem{err: err, done: true}
 	}
-	if res.Entry != nil { // a racing request with the key posted first
-		status, body, err := s.renderStored(c, &res)
-		return pricedItem{answer: batchAnswer{Status: status, Body: body}, err: err, done: true}
-	}
-	return pricedItem{err: res.Err, done: true}
+	return pricedItem{answer: batchAnswer{Status: status, Body: body}, done: true}
 }
 
 // rerunItem runs an item of a batch again alone, on fresh terms, after the terms it was
