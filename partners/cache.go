@@ -77,6 +77,12 @@ func (c *Cache) Version(ctx context.Context) (int64, error) {
 	if v != 0 {
 		return v, nil
 	}
+	return c.refresh(ctx)
+}
+
+// refresh reads the terms version and observes it.
+func (c *Cache) refresh(ctx context.Context) (int64, error) {
+	var v int64
 	if err := c.pool.QueryRow(ctx, `SELECT terms_version FROM journal_head`).Scan(&v); err != nil {
 		return 0, fmt.Errorf("terms version: %w", err)
 	}
@@ -106,10 +112,7 @@ func (c *Cache) Run(ctx context.Context, poll time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			var v int64
-			if err := c.pool.QueryRow(ctx, `SELECT terms_version FROM journal_head`).Scan(&v); err == nil {
-				c.Observe(v)
-			}
+			c.refresh(ctx) //nolint:errcheck // the next tick tries again
 		}
 	}
 }
