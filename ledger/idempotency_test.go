@@ -91,11 +91,10 @@ func TestEntriesPricedOnOldTermsComeBackUnwritten(t *testing.T) {
 	ctx := context.Background()
 	var seen int64 = -1
 	l.ObserveTerms(func(v int64) { seen = v })
-	var version int64
 	if _, err := l.Pool().Exec(ctx, `UPDATE journal_head SET terms_version = 7`); err != nil {
 		t.Fatal(err)
 	}
-	l.Pool().QueryRow(ctx, `SELECT terms_version FROM journal_head`).Scan(&version)
+	version := termsVersion(t, l)
 	stale := earn("m", "a", "10", "k-terms")
 	stale.TermsVersion = version - 1
 	fresh := earn("m2", "a", "5", "k-other")
@@ -139,10 +138,7 @@ func TestRefusalOnOldTermsIsNotStored(t *testing.T) {
 	t.Parallel()
 	l, _ := open(t)
 	ctx := context.Background()
-	var version int64
-	if err := l.Pool().QueryRow(ctx, `SELECT terms_version FROM journal_head`).Scan(&version); err != nil {
-		t.Fatal(err)
-	}
+	version := termsVersion(t, l)
 	refusal := ledger.Errorf(ledger.CodeInvalid, "partner is suspended")
 	if _, err := l.Refuse(ctx, "a", "k", []byte("h"), refusal, version+1); !errors.Is(err, ledger.ErrTermsChanged) {
 		t.Fatalf("refuse on old terms: %v", err)
@@ -161,10 +157,7 @@ func TestRefusalWaitsForAChangeOfTermsInFlight(t *testing.T) {
 	t.Parallel()
 	l, _ := open(t)
 	ctx := context.Background()
-	var version int64
-	if err := l.Pool().QueryRow(ctx, `SELECT terms_version FROM journal_head`).Scan(&version); err != nil {
-		t.Fatal(err)
-	}
+	version := termsVersion(t, l)
 	change, err := l.Pool().Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -205,4 +198,14 @@ func TestRefusalWaitsForAChangeOfTermsInFlight(t *testing.T) {
 	if r, err := l.Lookup(ctx, "a", "k", []byte("h")); err != nil || r != nil {
 		t.Fatalf("the stale refusal was stored: %+v %v", r, err)
 	}
+}
+
+// termsVersion returns the journal's terms version.
+func termsVersion(t *testing.T, l *ledger.Ledger) int64 {
+	t.Helper()
+	var v int64
+	if err := l.Pool().QueryRow(context.Background(), `SELECT terms_version FROM journal_head`).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
