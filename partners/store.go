@@ -50,12 +50,17 @@ type ContractVersion struct {
 
 // Store keeps the coalition's settings, partners, contract versions and members.
 type Store struct {
-	pool  *pgxpool.Pool
-	cache *Cache // nil: Terms reads the database every time
+	pool     *pgxpool.Pool
+	cache    *Cache // nil: Terms reads the database every time
+	resolver *resolver
 }
 
 // NewStore returns the store over pool (from pg.Connect).
-func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+func NewStore(pool *pgxpool.Pool) *Store {
+	s := &Store{pool: pool}
+	s.resolver = &resolver{run: s.resolveTrip}
+	return s
+}
 
 // Coalition returns the coalition's settings.
 func (s *Store) Coalition(ctx context.Context) (Coalition, error) {
@@ -415,7 +420,13 @@ const (
 // between this one's look-up and its insert.
 const maxResolveTries = 3
 
-// resolveMembers resolves many members in one round trip: each lookup's member by id,
+// resolveMembers resolves a request's members (see resolveTrip), in a round trip it may
+// share with other requests'.
+func (s *Store) resolveMembers(ctx context.Context, lookups []memberLookup) ([]resolvedMember, error) {
+	return s.resolver.resolve(ctx, lookups)
+}
+
+// resolveTrip resolves many members in one round trip: each lookup's member by id,
 // phone or card, with its net points earned over its tier days; and the unknown phones
 // and cards to enrol are enrolled, each once however many lookups name it (they all get
 // that member). An unknown id, or an unknown phone or card not to enrol, resolves to no
@@ -427,7 +438,7 @@ const maxResolveTries = 3
 // member durable too. If the server crashes first, the till's retry simply enrols the
 // member again. A phone or card enrolled by another request between the look-up and the
 // insert is looked up again.
-func (s *Store) resolveMembers(ctx context.Context, lookups []memberLookup) ([]resolvedMember, error) {
+func (s *Store) resolveTrip(ctx context.Context, lookups []memberLookup) ([]resolvedMember, error) {
 	out := make([]resolvedMember, len(lookups))
 	todo := make([]int, len(lookups))
 	for i := range todo {

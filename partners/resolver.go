@@ -1,0 +1,104 @@
+package partners
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// maxResolveTrips is how many member round trips a store runs at once. The requests that
+// arrive while they are all in flight ride together in the next one: each round trip is a
+// transaction of its own, and at a till's rate most of its cost is the transaction, not
+// the look-up.
+const maxResolveTrips = 2
+
+// resolveTimeout bounds a shared round trip: it serves several requests, so no one
+// request's cancellation stops it.
+const resolveTimeout = 30 * time.Second
+
+// resolver gathers the member look-ups of concurrent requests into shared round trips.
+// A request never waits for a timer: with a round trip free, its look-ups go at once.
+type resolver struct {
+	run func(context.Context, []memberLookup) ([]resolvedMember, error)
+
+	mu      sync.Mutex
+	queue   []*resolveCall
+	running int
+}
+
+// resolveCall is one request's look-ups and, once done is closed, their answer.
+type resolveCall struct {
+	ctx     context.Context
+	lookups []memberLookup
+	out     []resolvedMember
+	err     error
+	done    chan struct{}
+}
+
+// resolve answers the look-ups of one request, in a round trip it may share.
+func (r *resolver) resolve(ctx context.Context, lookups []memberLookup) ([]resolvedMember, error) {
+	c := &resolveCall{ctx: ctx, lookups: lookups, done: make(chan struct{})}
+	r.mu.Lock()
+	r.queue = append(r.queue, c)
+	start := r.running < maxResolveTrips
+	if start {
+		r.running++
+	}
+	r.mu.Unlock()
+	if start {
+		go r.drain()
+	}
+	select {
+	case <-c.done:
+		return c.out, c.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// drain runs round trips until the queue is empty.
+func (r *resolver) drain() {
+	for {
+		r.mu.Lock()
+		calls := r.queue
+		r.queue = nil
+		if len(calls) == 0 {
+			r.running--
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+		r.trip(calls)
+	}
+}
+
+// trip resolves the calls still waiting in one round trip, their look-ups in the order
+// the calls arrived (resolveMembers answers a look-up as if the ones before it had run
+// first).
+func (r *resolver) trip(calls []*resolveCall) {
+	live := calls[:0]
+	var lookups []memberLookup
+	for _, c := range calls {
+		if c.ctx.Err() != nil {
+			c.err = c.ctx.Err()
+			close(c.done)
+			continue
+		}
+		live = append(live, c)
+		lookups = append(lookups, c.lookups...)
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(live[0].ctx), resolveTimeout)
+	defer cancel()
+	out, err := r.run(ctx, lookups)
+	for _, c := range live {
+		if err != nil {
+			c.err = err
+		} else {
+			c.out, out = out[:len(c.lookups):len(c.lookups)], out[len(c.lookups):]
+		}
+		close(c.done)
+	}
+}
