@@ -115,6 +115,8 @@ func init() {
 		accessRow{route: "GET /v1/partners/:partner/members/:member",
 			path: func(m *matrix) string { return "/v1/partners/alpha/members/" + m.member() },
 			want: [principalCount]int{200, 200, 200, 403, 401}},
+		accessRow{route: "GET /v1/partners/:partner/entries", path: fixed("/v1/partners/alpha/entries?reference=r-1"),
+			want: [principalCount]int{200, 200, 200, 403, 401}},
 	)
 }
 

@@ -63,6 +63,9 @@ func (s *Server) period(c echo.Context) (from, to int64, err error) {
 // trialBalance answers the trial balance as of a record time (as_of) or a journal position
 // (position); partner narrows the accounts to one partner's.
 func (s *Server) trialBalance(c echo.Context) error {
+	if err := knownQuery(c, "as_of", "position", "partner"); err != nil {
+		return writeError(c, err)
+	}
 	ctx := c.Request().Context()
 	var pos int64
 	var err error
@@ -168,12 +171,19 @@ func (st *stream) fail(s *Server, err error) error {
 // accountStatement streams an account's opening balance, postings and closing balance
 // for the period (from, to or as_of).
 func (s *Server) accountStatement(c echo.Context) error {
+	if err := knownQuery(c, "from", "to", "as_of"); err != nil {
+		return writeError(c, err)
+	}
+	name, err := pathParam(c, "name")
+	if err != nil {
+		return writeError(c, err)
+	}
 	from, to, err := s.period(c)
 	if err != nil {
 		return writeError(c, err)
 	}
 	st := &stream{c: c, name: "postings"}
-	tail, err := s.reports().AccountStatement(c.Request().Context(), c.Param("name"), from, to,
+	tail, err := s.reports().AccountStatement(c.Request().Context(), name, from, to,
 		func(h audit.StatementHead) error { return st.head(h) },
 		func(p audit.StatementPosting) error { return st.item(p) })
 	if err != nil {
@@ -184,8 +194,15 @@ func (s *Server) accountStatement(c echo.Context) error {
 
 // memberStatement streams a member's entries with the lots each touched, for the period.
 func (s *Server) memberStatement(c echo.Context) error {
+	if err := knownQuery(c, "from", "to", "as_of"); err != nil {
+		return writeError(c, err)
+	}
 	ctx := c.Request().Context()
-	ref, err := partners.ParseMemberRef(c.Param("member"))
+	raw, err := pathParam(c, "member")
+	if err != nil {
+		return writeError(c, err)
+	}
+	ref, err := partners.ParseMemberRef(raw)
 	if err != nil {
 		return writeError(c, err)
 	}
@@ -217,6 +234,9 @@ type journalPage struct {
 
 // journal answers up to limit entries after a position, each with every hashed field.
 func (s *Server) journal(c echo.Context) error {
+	if err := knownQuery(c, "after", "limit"); err != nil {
+		return writeError(c, err)
+	}
 	ctx := c.Request().Context()
 	after, limit := int64(0), defaultJournalPage
 	if v := c.QueryParam("after"); v != "" {
@@ -266,6 +286,9 @@ type checkpointList struct {
 // listCheckpoints answers the checkpoints after an id (after), oldest first, at most
 // audit.MaxCheckpoints.
 func (s *Server) listCheckpoints(c echo.Context) error {
+	if err := knownQuery(c, "after"); err != nil {
+		return writeError(c, err)
+	}
 	var after int64
 	if v := c.QueryParam("after"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -325,6 +348,9 @@ func (s *Server) createCheckpoint(c echo.Context) error {
 // true, or ok false and the first failure. A large journal may outlast the request's
 // deadline; `coalition verify` has none.
 func (s *Server) verify(c echo.Context) error {
+	if err := knownQuery(c); err != nil {
+		return writeError(c, err)
+	}
 	opts := audit.VerifyOptions{}
 	if s.cfg.Checkpointer != nil {
 		opts.PublicKey = s.cfg.Checkpointer.PublicKey()
@@ -338,6 +364,9 @@ func (s *Server) verify(c echo.Context) error {
 
 // rollForward answers the liability roll-forward for the period.
 func (s *Server) rollForward(c echo.Context) error {
+	if err := knownQuery(c, "from", "to", "as_of"); err != nil {
+		return writeError(c, err)
+	}
 	from, to, err := s.period(c)
 	if err != nil {
 		return writeError(c, err)
@@ -351,6 +380,9 @@ func (s *Server) rollForward(c echo.Context) error {
 
 // breakage answers the points expired per issuer in the period, with their value.
 func (s *Server) breakage(c echo.Context) error {
+	if err := knownQuery(c, "from", "to", "as_of"); err != nil {
+		return writeError(c, err)
+	}
 	from, to, err := s.period(c)
 	if err != nil {
 		return writeError(c, err)
@@ -371,6 +403,9 @@ type auditLogPage struct {
 // auditLog answers the operator's recorded actions after an id (after), at most limit,
 // optionally of one action.
 func (s *Server) auditLog(c echo.Context) error {
+	if err := knownQuery(c, "after", "limit", "action"); err != nil {
+		return writeError(c, err)
+	}
 	after, limit := int64(0), 100
 	if v := c.QueryParam("after"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)

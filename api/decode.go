@@ -6,7 +6,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -60,6 +62,9 @@ func decodeBytes(body []byte, v any) error {
 	if trimmed[0] != '{' {
 		return ledger.Errorf(CodeMalformedJSON, "the body must be a JSON object ({...})")
 	}
+	if hasNUL(trimmed) {
+		return ledger.Errorf(ledger.CodeInvalid, "text in the body may not contain NUL characters (\\u0000): no name, id, reference or key can hold one")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -69,6 +74,46 @@ func decodeBytes(body []byte, v any) error {
 		return ledger.Errorf(CodeMalformedJSON, "the body has data after its JSON object (at byte %d): send exactly one object", dec.InputOffset())
 	}
 	return nil
+}
+
+// pathParam returns a path parameter unescaped. Echo hands back the escaped form when the
+// path holds any escape, as clients that encode every parameter send it
+// (phone:%2B12025550143, partner%3Afuelco%3Aissued).
+func pathParam(c echo.Context, name string) (string, error) {
+	v, err := url.PathUnescape(c.Param(name))
+	if err != nil {
+		return "", ledger.Errorf(ledger.CodeInvalid, "the %s in the path is not validly percent-encoded", name).With("field", name)
+	}
+	return v, nil
+}
+
+// knownQuery refuses a query parameter the route does not take, so that a misspelt one
+// (asof for as_of) is not silently ignored and answered as if it were absent.
+func knownQuery(c echo.Context, names ...string) error {
+	for got := range c.QueryParams() {
+		if !slices.Contains(names, got) {
+			if len(names) == 0 {
+				return ledger.Errorf(ledger.CodeInvalid, "unknown query parameter %q: this route takes none", got).With("field", got)
+			}
+			return ledger.Errorf(ledger.CodeInvalid, "unknown query parameter %q: this route takes %s", got, strings.Join(names, ", ")).With("field", got)
+		}
+	}
+	return nil
+}
+
+// hasNUL reports whether JSON text holds a NUL character, which it can only as the escape
+// \u0000 (a raw NUL byte is not valid JSON, and the decoder refuses it).
+func hasNUL(text []byte) bool {
+	for i := 0; i < len(text); i++ {
+		if text[i] != '\\' || i+1 >= len(text) {
+			continue
+		}
+		if text[i+1] == 'u' && i+6 <= len(text) && string(text[i+2:i+6]) == "0000" {
+			return true
+		}
+		i++ // the escaped character, so that \\u0000 (a backslash, then text) is not taken for one
+	}
+	return false
 }
 
 // jsonError turns an error of encoding/json into a malformed_json error that says what to
@@ -92,7 +137,7 @@ func jsonError(err error) error {
 		}
 		return ledger.Errorf(CodeMalformedJSON, "%s must be %s, not a JSON %s", field, jsonTypeName(typeErr.Type), typeErr.Value).With("field", field)
 	case errors.As(err, &timeErr):
-		return ledger.Errorf(CodeMalformedJSON, "a time must be an RFC 3339 string such as \"2026-03-02T10:00:00Z\": %s", timeErr.Error())
+		return ledger.Errorf(CodeMalformedJSON, "a time must be an RFC 3339 string such as \"2026-03-02T10:00:00Z\", with its time and zone, not %q", timeErr.Value)
 	}
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 		field, uerr := strconv.Unquote(name)

@@ -6,11 +6,14 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/oklog/ulid/v2"
 	"go.uber.org/zap"
+
+	"github.com/coalitionledger/coalition/ledger"
 )
 
 // Context keys of the middleware.
@@ -39,6 +42,18 @@ func requestID(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		c.Set(ctxRequestID, id)
 		c.Response().Header().Set(HeaderRequestID, id)
+		return next(c)
+	}
+}
+
+// refuseNUL refuses a request whose path or query holds a NUL character (%00): no name,
+// id or reference may hold one, and the database cannot store one.
+func refuseNUL(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		u := c.Request().URL
+		if strings.ContainsRune(u.Path, 0) || strings.Contains(u.RawQuery, "%00") {
+			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "the path and query may not contain NUL characters (%%00)"))
+		}
 		return next(c)
 	}
 }

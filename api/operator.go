@@ -144,11 +144,7 @@ func (s *Server) addContract(c echo.Context) error {
 	if _, err := s.cfg.Store.Partner(ctx, id); err != nil {
 		return writeError(c, err)
 	}
-	now := s.cfg.Now()
-	if k.EffectiveFrom.IsZero() {
-		k.EffectiveFrom = now
-	}
-	v, err := s.cfg.Store.AddContract(ctx, id, k, now)
+	v, err := s.cfg.Store.AddContract(ctx, id, k, s.cfg.Now())
 	if err != nil {
 		return writeError(c, err)
 	}

@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/gowebpki/jcs"
 	"github.com/labstack/echo/v4"
 	"github.com/shopspring/decimal"
 
+	"github.com/coalitionledger/coalition/audit"
 	"github.com/coalitionledger/coalition/ledger"
 	"github.com/coalitionledger/coalition/partners"
 )
@@ -28,6 +30,7 @@ func (s *Server) registerPartnerRoutes(g *echo.Group) {
 	g.POST("/reversals", s.partnerWrite(s.reverse))
 	g.POST("/batch", s.batch)
 	g.GET("/members/:member", s.member)
+	g.GET("/entries", s.entriesByReference)
 }
 
 // operation runs one partner write from its decoded body: it returns the status and body
@@ -90,11 +93,18 @@ func (s *Server) idempotency(c echo.Context, partner string, body []byte) (partn
 	return partners.Request{Partner: partner, IdempotencyKey: key, RequestHash: requestHash(c.Request().Method, c.Request().URL.Path, body)}, nil
 }
 
-// requestHash identifies a request for idempotency: its method, path and body.
+// requestHash identifies a request for idempotency: its method, path and body, the body
+// in canonical form (RFC 8785), so that a retry sent through another serializer (other
+// spacing, another key order, a /batch item sent alone) is the same request. A body that
+// is not JSON is hashed as it is: it is refused as malformed either way.
 func requestHash(method, path string, body []byte) []byte {
 	h := sha256.New()
 	h.Write([]byte(method + " " + path + "\n"))
-	h.Write(bytes.TrimSpace(body))
+	body = bytes.TrimSpace(body)
+	if canonical, err := jcs.Transform(body); err == nil {
+		body = canonical
+	}
+	h.Write(body)
 	return h.Sum(nil)
 }
 
@@ -263,6 +273,18 @@ func (sc scales) points(field, v string) (decimal.Decimal, error) {
 	return parseAmount(field, v, sc.pointsScale)
 }
 
+// part parses an optional field that, when given, must be more than zero: a redemption's
+// points or value, and the fields whose absence means "all of it" (a capture's points, a
+// reversal's amount or points), where a till that sent "0" for "nothing" would otherwise
+// take everything.
+func part(parse func(field, v string) (decimal.Decimal, error), field, v string) (decimal.Decimal, error) {
+	d, err := parse(field, v)
+	if err != nil || v == "" || d.IsPositive() {
+		return d, err
+	}
+	return d, ledger.Errorf(ledger.CodeInvalidAmount, "%s must be greater than zero", field).With("field", field)
+}
+
 func (s *Server) earnInput(c echo.Context, body []byte) (partners.EarnInput, error) {
 	var in earnJSON
 	if err := decodeBytes(body, &in); err != nil {
@@ -294,7 +316,27 @@ func (s *Server) earnInput(c echo.Context, body []byte) (partners.EarnInput, err
 	if in.Amount == "" && len(in.Lines) == 0 {
 		return partners.EarnInput{}, ledger.Errorf(ledger.CodeInvalid, "an earn needs an amount or lines").With("field", "amount")
 	}
-	return partners.EarnInput{Member: ref, Purchase: p, BusinessTime: in.BusinessTime, Reference: in.Reference}, nil
+	meta, err := clientMetadata(in.Metadata)
+	if err != nil {
+		return partners.EarnInput{}, err
+	}
+	return partners.EarnInput{Member: ref, Purchase: p, BusinessTime: in.BusinessTime, Reference: in.Reference, Metadata: meta}, nil
+}
+
+// clientMetadata checks a request's own metadata: absent, null or a JSON object, which the
+// entry keeps under metadata.client.
+func clientMetadata(raw json.RawMessage) (json.RawMessage, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	if raw[0] != '{' {
+		return nil, ledger.Errorf(ledger.CodeInvalid, "metadata must be a JSON object").With("field", "metadata")
+	}
+	if len(raw) > ledger.MaxMetadataBytes/2 {
+		return nil, ledger.Errorf(ledger.CodeInvalid, "metadata is limited to %d bytes", ledger.MaxMetadataBytes/2).With("field", "metadata")
+	}
+	return raw, nil
 }
 
 func (s *Server) earn(c echo.Context, r partners.Request, body []byte) (int, any, error) {
@@ -358,10 +400,10 @@ func (s *Server) redeemInput(c echo.Context, body []byte, hold bool) (partners.R
 	if err != nil {
 		return out, nil, err
 	}
-	if out.Points, err = sc.points("points", in.Points); err != nil {
+	if out.Points, err = part(sc.points, "points", in.Points); err != nil {
 		return out, nil, err
 	}
-	if out.Value, err = sc.money("value", in.Value); err != nil {
+	if out.Value, err = part(sc.money, "value", in.Value); err != nil {
 		return out, nil, err
 	}
 	if in.PurchaseAmount != "" {
@@ -426,7 +468,7 @@ func (s *Server) capture(c echo.Context, r partners.Request, body []byte) (int, 
 	if err != nil {
 		return 0, nil, err
 	}
-	pts, err := sc.points("points", in.Points)
+	pts, err := part(sc.points, "points", in.Points)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -476,10 +518,10 @@ func (s *Server) reverse(c echo.Context, r partners.Request, body []byte) (int, 
 	if err != nil {
 		return 0, nil, err
 	}
-	if out.Amount, err = sc.money("amount", in.Amount); err != nil {
+	if out.Amount, err = part(sc.money, "amount", in.Amount); err != nil {
 		return 0, nil, err
 	}
-	if out.Points, err = sc.points("points", in.Points); err != nil {
+	if out.Points, err = part(sc.points, "points", in.Points); err != nil {
 		return 0, nil, err
 	}
 	res, err := s.service().Reverse(c.Request().Context(), r, out)
@@ -801,12 +843,32 @@ func errorAnswer(err error) batchAnswer {
 	return batchAnswer{Status: status, Body: body}
 }
 
+// authorisePartnerRead lets a partner's key, the operator or an auditor read a partner's
+// side; for the latter two the partner must exist (a partner key proves its own does).
+func (s *Server) authorisePartnerRead(c echo.Context, partner string) error {
+	if err := authorisePartner(c, partner); err != nil {
+		return err
+	}
+	if principal(c).Role == partners.RolePartner {
+		return nil
+	}
+	_, err := s.cfg.Store.Partner(c.Request().Context(), partner)
+	return err
+}
+
 // member answers a partner's look-up of a member: balance, held, tier, expiring points.
 func (s *Server) member(c echo.Context) error {
-	if err := authorisePartner(c, c.Param("partner")); err != nil {
+	if err := knownQuery(c); err != nil {
 		return writeError(c, err)
 	}
-	ref, err := partners.ParseMemberRef(c.Param("member"))
+	if err := s.authorisePartnerRead(c, c.Param("partner")); err != nil {
+		return writeError(c, err)
+	}
+	raw, err := pathParam(c, "member")
+	if err != nil {
+		return writeError(c, err)
+	}
+	ref, err := partners.ParseMemberRef(raw)
 	if err != nil {
 		return writeError(c, err)
 	}
@@ -815,4 +877,41 @@ func (s *Server) member(c echo.Context) error {
 		return writeError(c, err)
 	}
 	return c.JSON(http.StatusOK, v)
+}
+
+// entryList is the answer listing a partner's entries.
+type entryList struct {
+	Entries []*audit.EntryRecord `json:"entries"`
+}
+
+// entriesByReference answers a partner's own entries with a reference, one per kind at
+// most (an earn, its hold, its redemption...), in journal order; none is an empty list.
+func (s *Server) entriesByReference(c echo.Context) error {
+	partner := c.Param("partner")
+	if err := s.authorisePartnerRead(c, partner); err != nil {
+		return writeError(c, err)
+	}
+	if err := knownQuery(c, "reference"); err != nil {
+		return writeError(c, err)
+	}
+	ref := c.QueryParam("reference")
+	if ref == "" {
+		return writeError(c, ledger.Errorf(ledger.CodeInvalid, "reference is required: ?reference=R").With("field", "reference"))
+	}
+	ctx := c.Request().Context()
+	entries, err := s.cfg.Ledger.EntriesByReference(ctx, partner, ref)
+	if err != nil {
+		return writeError(c, err)
+	}
+	list := entryList{Entries: make([]*audit.EntryRecord, 0, len(entries))}
+	if len(entries) > 0 {
+		units, err := s.cfg.Ledger.Units(ctx)
+		if err != nil {
+			return writeError(c, err)
+		}
+		for i := range entries {
+			list.Entries = append(list.Entries, audit.NewEntryRecord(&entries[i], units))
+		}
+	}
+	return c.JSON(http.StatusOK, list)
 }

@@ -57,6 +57,9 @@ type settlementList struct {
 
 // listSettlements answers the runs, latest first (?limit=, default 100, at most 1000).
 func (s *Server) listSettlements(c echo.Context) error {
+	if err := knownQuery(c, "limit"); err != nil {
+		return writeError(c, err)
+	}
 	limit := 100
 	if q := c.QueryParam("limit"); q != "" {
 		n, err := strconv.Atoi(q)
@@ -81,6 +84,9 @@ func dayParam(c echo.Context) (settlement.Day, error) { return settlement.ParseD
 // getSettlement answers a run's report: JSON, or CSV when the client accepts text/csv
 // (and not JSON first).
 func (s *Server) getSettlement(c echo.Context) error {
+	if err := knownQuery(c); err != nil {
+		return writeError(c, err)
+	}
 	day, err := dayParam(c)
 	if err != nil {
 		return writeError(c, err)
@@ -114,6 +120,9 @@ func wantsCSV(accept string) bool {
 // checkSettlement re-derives a run from the journal and answers the comparison: 200
 // either way; matches says whether every figure agreed.
 func (s *Server) checkSettlement(c echo.Context) error {
+	if err := knownQuery(c); err != nil {
+		return writeError(c, err)
+	}
 	day, err := dayParam(c)
 	if err != nil {
 		return writeError(c, err)
@@ -145,15 +154,15 @@ func (s *Server) confirmInstruction(c echo.Context) error {
 
 // partnerSettlement answers a partner's own side of a run.
 func (s *Server) partnerSettlement(c echo.Context) error {
+	if err := knownQuery(c); err != nil {
+		return writeError(c, err)
+	}
 	id := c.Param("partner")
-	if err := authorisePartner(c, id); err != nil {
+	if err := s.authorisePartnerRead(c, id); err != nil {
 		return writeError(c, err)
 	}
 	day, err := dayParam(c)
 	if err != nil {
-		return writeError(c, err)
-	}
-	if _, err := s.cfg.Store.Partner(c.Request().Context(), id); err != nil {
 		return writeError(c, err)
 	}
 	run, err := s.runs.Get(c.Request().Context(), day)

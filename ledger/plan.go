@@ -19,6 +19,20 @@ type Window struct {
 // DefaultWindow is DESIGN's business-time window: seven days back, five minutes ahead.
 var DefaultWindow = Window{Past: 7 * 24 * time.Hour, Future: 5 * time.Minute}
 
+// Check refuses a business time outside the window around now; an import (imported) may
+// lie any distance in the past.
+func (w Window) Check(businessTime, now time.Time, imported bool) *Error {
+	if !imported && businessTime.Before(now.Add(-w.Past)) {
+		return Errorf(CodeBusinessTime, "business time %s is more than %s in the past", businessTime.UTC().Format(time.RFC3339), w.Past).
+			With("field", "business_time")
+	}
+	if businessTime.After(now.Add(w.Future)) {
+		return Errorf(CodeBusinessTime, "business time %s is more than %s in the future", businessTime.UTC().Format(time.RFC3339), w.Future).
+			With("field", "business_time")
+	}
+	return nil
+}
+
 // lotState is a lot during planning, with its place in the consumption order.
 type lotState struct {
 	Lot
@@ -263,11 +277,8 @@ func (b *books) plan(e *Entry) (*planned, *Error) {
 	if err := validate(e); err != nil {
 		return nil, err
 	}
-	if !e.Import && e.BusinessTime.Before(b.now.Add(-b.window.Past)) {
-		return nil, Errorf(CodeBusinessTime, "business time %s is more than %s in the past", e.BusinessTime.UTC().Format(time.RFC3339), b.window.Past)
-	}
-	if e.BusinessTime.After(b.now.Add(b.window.Future)) {
-		return nil, Errorf(CodeBusinessTime, "business time %s is more than %s in the future", e.BusinessTime.UTC().Format(time.RFC3339), b.window.Future)
+	if err := b.window.Check(e.BusinessTime, b.now, e.Import); err != nil {
+		return nil, err
 	}
 	if e.Reference != "" && b.references[referenceKey(e.Partner, e.Kind, e.Reference)] {
 		return nil, Errorf(CodeDuplicateReference, "reference %q was already used by partner %s for a %s", e.Reference, e.Partner, e.Kind).With("reference", e.Reference)

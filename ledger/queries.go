@@ -251,6 +251,35 @@ func (l *Ledger) EntryByReference(ctx context.Context, partner string, kind Entr
 	return l.Entry(ctx, id)
 }
 
+// EntriesByReference returns the entries a partner recorded with a reference, of every
+// kind (a reference is unique per partner and kind), in journal order.
+func (l *Ledger) EntriesByReference(ctx context.Context, partner, ref string) ([]Posted, error) {
+	// Every kind named, so that the unique index on (partner, kind, reference) finds them
+	// rather than a walk through all of a big partner's entries.
+	kinds := make([]string, 0, len(entryKinds))
+	for k := range entryKinds {
+		kinds = append(kinds, string(k))
+	}
+	rows, err := l.pool.Query(ctx, `SELECT id FROM entries WHERE partner_id = $1 AND kind = ANY($2) AND reference = $3 ORDER BY position`,
+		partner, kinds, ref)
+	if err != nil {
+		return nil, fmt.Errorf("entries by reference: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("entries by reference: %w", err)
+	}
+	out := make([]Posted, 0, len(ids))
+	for _, id := range ids {
+		e, err := l.Entry(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *e)
+	}
+	return out, nil
+}
+
 // ReturnedSoFar returns the purchase amount already returned by the reversals of an earn
 // (recorded in their metadata as returned_amount).
 func (l *Ledger) ReturnedSoFar(ctx context.Context, earn string) (decimal.Decimal, error) {

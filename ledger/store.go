@@ -55,6 +55,9 @@ func New(pool *pgxpool.Pool, opts ...Option) *Ledger {
 // post.
 func (l *Ledger) ObserveTerms(observe func(version int64)) { l.onTerms.Store(&observe) }
 
+// Window returns how far from now the ledger lets business times lie.
+func (l *Ledger) Window() Window { return l.window }
+
 // Pool returns the ledger's connection pool.
 func (l *Ledger) Pool() *pgxpool.Pool { return l.pool }
 

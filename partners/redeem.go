@@ -105,10 +105,8 @@ func PriceRedemption(c Coalition, k Contract, want Redeem, purchaseAmount *decim
 		if err := ledger.CheckAmount(want.Points, c.PointsScale, ledger.Points); err != nil {
 			return RedemptionPrice{}, err.With("field", "points")
 		}
-		if !want.Points.Mod(t.step).IsZero() {
-			below := want.Points.Sub(want.Points.Mod(t.step))
-			return RedemptionPrice{}, ledger.Errorf(CodeRedeemStep, "redeem points in steps of %s: %s is not one; %s or %s is", t.step, want.Points, below, below.Add(t.step)).
-				With("field", "points").With("redeem_step", t.step.String()).With("nearest_below", below.String()).With("nearest_above", below.Add(t.step).String())
+		if err := t.checkStep(want.Points); err != nil {
+			return RedemptionPrice{}, err
 		}
 		price.Points = want.Points
 	default:
@@ -120,10 +118,8 @@ func PriceRedemption(c Coalition, k Contract, want Redeem, purchaseAmount *decim
 		price.RequestedValue = &v
 	}
 
-	if price.Points.LessThan(t.min) {
-		least := t.stepsAtLeast(t.min)
-		return RedemptionPrice{}, ledger.Errorf(CodeBelowMinRedeem, "a redemption here is at least %s points (worth %s %s); this one is %s points", least, t.worth(least), c.Currency, price.Points).
-			With("min_redeem", t.min.String()).With("min_points", least.String()).With("min_value", t.worth(least).String())
+	if err := t.checkMin(price.Points, c.Currency); err != nil {
+		return RedemptionPrice{}, err
 	}
 	if price.Points.GreaterThan(ledger.MaxAmount) {
 		return RedemptionPrice{}, ledger.Errorf(ledger.CodeInvalidAmount, "%s points is above the limit of %s", price.Points, ledger.MaxAmount)
@@ -150,6 +146,44 @@ type terms struct {
 }
 
 // worth is the money value of points: points × rate, rounded half up to the minor unit.
+// checkStep refuses points that are not a whole number of redeem steps.
+func (t terms) checkStep(points decimal.Decimal) *ledger.Error {
+	if points.Mod(t.step).IsZero() {
+		return nil
+	}
+	below := points.Sub(points.Mod(t.step))
+	return ledger.Errorf(CodeRedeemStep, "redeem points in steps of %s: %s is not one; %s or %s is", t.step, points, below, below.Add(t.step)).
+		With("field", "points").With("redeem_step", t.step.String()).With("nearest_below", below.String()).With("nearest_above", below.Add(t.step).String())
+}
+
+// checkMin refuses points below the contract's min_redeem.
+func (t terms) checkMin(points decimal.Decimal, currency string) *ledger.Error {
+	if !points.LessThan(t.min) {
+		return nil
+	}
+	least := t.stepsAtLeast(t.min)
+	return ledger.Errorf(CodeBelowMinRedeem, "a redemption here is at least %s points (worth %s %s); this one is %s points", least, t.worth(least), currency, points).
+		With("min_redeem", t.min.String()).With("min_points", least.String()).With("min_value", t.worth(least).String())
+}
+
+// CheckCapture refuses a partial capture that the contract would refuse as a redemption:
+// points that are not whole redeem steps or are below min_redeem. k is the version in
+// force at the hold's business time, the time a capture is priced at.
+func CheckCapture(c Coalition, k Contract, points decimal.Decimal) error {
+	moneyScale, err := c.MoneyScale()
+	if err != nil {
+		return err
+	}
+	t := terms{rate: k.EffectiveRedeemRate(c), step: k.EffectiveRedeemStep(c), min: k.MinRedeem, scale: moneyScale}
+	if err := t.checkStep(points); err != nil {
+		return err
+	}
+	if err := t.checkMin(points, c.Currency); err != nil {
+		return err
+	}
+	return nil
+}
+
 func (t terms) worth(points decimal.Decimal) decimal.Decimal {
 	return ledger.RoundHalfUp(points.Mul(t.rate), t.scale)
 }

@@ -70,6 +70,8 @@ type EarnInput struct {
 	Purchase     Purchase
 	BusinessTime *time.Time // nil: now
 	Reference    string
+	// Metadata is the partner's own, a JSON object kept in the entry's metadata as client.
+	Metadata json.RawMessage
 }
 
 // MemberBalance is a member and its balance after an operation.
@@ -107,6 +109,8 @@ type EarnResult struct {
 
 // entryMeta is what a partner entry records of its terms: everything needed to recompute it.
 type entryMeta struct {
+	// Client is the partner's own metadata of the request, kept as it sent it.
+	Client     json.RawMessage  `json:"client,omitempty"`
 	Pricing    *Price           `json:"pricing,omitempty"`
 	Redemption *RedemptionPrice `json:"redemption,omitempty"`
 	Returned   *decimal.Decimal `json:"returned_amount,omitempty"`
@@ -318,6 +322,12 @@ func (s *Service) PriceEntries(ctx context.Context, items []PriceItem) ([]Priced
 			return nil, errors.New("price entries: an item is neither an earn nor a redemption")
 		}
 		p.bt = s.businessTime(bt)
+		// The window first: a request dated outside it hears so (not that no contract was
+		// in force then), and enrols nobody. The ledger checks it again under its lock.
+		if err := s.Ledger.Window().Check(p.bt, s.Now(), false); err != nil {
+			out[i].Err = err
+			continue
+		}
 		var err error
 		if p.c, p.k, p.version, err = s.activeTerms(ctx, it.Request, p.bt); err != nil {
 			out[i].Err = err
@@ -428,7 +438,7 @@ func (s *Service) priceEarn(ctx context.Context, r Request, in EarnInput, bt tim
 	return Priced{Enrolled: m.enrolled, Entry: &ledger.Entry{
 		Kind: ledger.EntryEarn, Partner: r.Partner, Member: m.ID, Reference: in.Reference,
 		IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash, BusinessTime: bt,
-		Metadata:     metadata(entryMeta{Pricing: &price}),
+		Metadata:     metadata(entryMeta{Client: in.Metadata, Pricing: &price}),
 		Op:           ledger.Issue{Points: price.Points, Issuer: r.Partner, ExpiresAt: price.ExpiresAt},
 		TermsVersion: version,
 	}}
@@ -654,6 +664,11 @@ func (s *Service) settleHold(ctx context.Context, r Request, holdID string, kind
 		if h.Partner != r.Partner {
 			return nil, ledger.Errorf(ledger.CodeNotFound, "hold %s of partner %s does not exist", holdID, r.Partner)
 		}
+		if c, ok := op.(ledger.Capture); ok && c.Points.IsPositive() && h.Status == ledger.HoldOpen {
+			if err := s.checkCapture(ctx, terms, h, c.Points); err != nil {
+				return nil, err
+			}
+		}
 		posted, replayed, err := s.postOne(ctx, ledger.Entry{
 			Kind: kind, Partner: r.Partner, Member: h.Member, IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash,
 			BusinessTime: s.Now().UTC(), Op: op, TermsVersion: terms.Version,
@@ -665,6 +680,20 @@ func (s *Service) settleHold(ctx context.Context, r Request, holdID string, kind
 		out.Replayed = replayed
 		return out, nil
 	})
+}
+
+// checkCapture holds a partial capture to the redemption rules of the contract in force
+// when the hold was made, the time a capture is priced at.
+func (s *Service) checkCapture(ctx context.Context, terms *Terms, h *ledger.Hold, points decimal.Decimal) error {
+	e, err := s.Ledger.Entry(ctx, h.Entry)
+	if err != nil {
+		return err
+	}
+	c, k, err := contractIn(terms.Coalition, terms.Versions, e.BusinessTime)
+	if err != nil {
+		return err
+	}
+	return CheckCapture(c, k, points)
 }
 
 // ReverseInput reverses an earlier earn or redemption of the partner, whole or in part.

@@ -180,9 +180,13 @@ func (s *Store) SetPartnerStatus(ctx context.Context, id, status string) (Partne
 }
 
 // AddContract adds a contract version for the partner at record time now. Terms never
-// rewrite history: a version takes effect no earlier than now.
+// rewrite history: a version takes effect no earlier than now, and one without an
+// effective time takes effect now.
 func (s *Store) AddContract(ctx context.Context, partner string, k Contract, now time.Time) (ContractVersion, error) {
 	var out ContractVersion
+	if k.EffectiveFrom.IsZero() {
+		k.EffectiveFrom = now
+	}
 	err := change(ctx, s.pool, s.cache, func(tx pgx.Tx) error {
 		// Serialise versions of one partner.
 		if _, err := tx.Exec(ctx, `SELECT 1 FROM partners WHERE id = $1 FOR UPDATE`, partner); err != nil {

@@ -8,9 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"syscall"
 	"time"
 
@@ -33,7 +35,9 @@ Commands:
   keys create     make an API key: --role operator|auditor|partner [--partner P]; prints the secret
   keys revoke     revoke a key by id
   partners        create ID NAME | list | suspend ID | activate ID
-  contracts       add PARTNER FILE.json (a contract version; - for stdin) | list PARTNER
+  contracts       add PARTNER FILE.json (a contract version, the body POST /v1/partners/P/contracts
+                  takes: see docs/openapi.yaml; without effective_from it is in force now;
+                  - for stdin) | list PARTNER
   expire          expire every lot past its expiry and void every hold past its timeout
   settle          settle a business day: --date D [--format table|json|csv] [--out FILE];
                   --check --date D re-derives it from the journal; --due settles every day
@@ -69,6 +73,17 @@ func exitCode(err error) int {
 	return 1
 }
 
+// redactURL hides the password of a connection string, as a URL or as key=value pairs.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
+		return u.Redacted()
+	}
+	return passwordPair.ReplaceAllString(s, "${1}xxxxx")
+}
+
+// passwordPair is the password of a key=value connection string.
+var passwordPair = regexp.MustCompile(`(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+
 type usageError struct{ msg string }
 
 func (u usageError) Error() string { return u.msg }
@@ -84,6 +99,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("coalition "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL connection string (env DATABASE_URL); empty: the embedded default")
+	// --help shows the default without its password.
+	fs.Lookup("database-url").DefValue = redactURL(*dbURL)
 	dataDir := fs.String("data-dir", os.Getenv("COALITION_DATA"), "data folder of the embedded PostgreSQL (env COALITION_DATA)")
 	progress := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
 	// withDB parses the command's flags, opens (and migrates) the database and runs fn.

@@ -118,8 +118,10 @@ func operatorCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []s
 			if err != nil {
 				return err
 			}
-			var k partners.Contract
-			if err := json.Unmarshal(raw, &k); err != nil {
+			// The API's decoder: unknown fields, JSON numbers for amounts and bad scales
+			// are refused, not stored as zero or as a float.
+			k, err := partners.DecodeContract(raw)
+			if err != nil {
 				return fmt.Errorf("contract %s: %w", a[2], err)
 			}
 			return withDB("", false, func(db *database.DB) error {

@@ -1,0 +1,230 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/coalitionledger/coalition/partners"
+)
+
+// memberCount is how many members are enrolled.
+func (e *coalitionEnv) memberCount() int {
+	e.t.Helper()
+	var n int
+	if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM members`).Scan(&n); err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+// head is the journal's position.
+func (e *coalitionEnv) head() int64 {
+	e.t.Helper()
+	h, err := e.ledger.Head(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return h.Position
+}
+
+func TestAnExplicitZeroIsRefusedNotTakenForAll(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	member := map[string]string{"card": "70"}
+	e.post("/v1/partners/fuelco/earns", e.fuel, "e-1", map[string]any{"member": member, "amount": "1500.00", "currency": "RUB", "reference": "z-1"}).
+		want(t, http.StatusCreated) // 150 points
+	var h struct{ Hold struct{ ID string } }
+	e.post("/v1/partners/grocer/holds", e.grocer, "h-1", map[string]any{"member": member, "points": "10", "purchase_amount": "100.00"}).
+		want(t, http.StatusCreated).decode(t, &h)
+	var red struct{ Entry struct{ ID string } }
+	e.post("/v1/partners/grocer/redemptions", e.grocer, "r-1", map[string]any{"member": member, "points": "20", "purchase_amount": "100.00", "reference": "z-2"}).
+		want(t, http.StatusCreated).decode(t, &red)
+	before := e.head()
+	for name, tc := range map[string]struct {
+		path, secret string
+		body         any
+	}{
+		"capture of 0 points":             {"/v1/partners/grocer/holds/" + h.Hold.ID + "/capture", e.grocer, map[string]string{"points": "0"}},
+		"earn reversal of 0.00":           {"/v1/partners/fuelco/reversals", e.fuel, map[string]any{"original_reference": "z-1", "original_kind": "earn", "amount": "0.00"}},
+		"redemption reversal of 0 points": {"/v1/partners/grocer/reversals", e.grocer, map[string]any{"entry": red.Entry.ID, "points": "0"}},
+		"redemption of 0 points":          {"/v1/partners/grocer/redemptions", e.grocer, map[string]any{"member": member, "points": "0", "purchase_amount": "100.00"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got := e.post(tc.path, tc.secret, "zero-"+name, tc.body).wantError(t, http.StatusUnprocessableEntity, "invalid_amount")
+			if !strings.Contains(got.Message, "greater than zero") || got.Details["field"] == nil {
+				t.Fatalf("error %+v does not say which field must be above zero", got)
+			}
+		})
+	}
+	if after := e.head(); after != before {
+		t.Fatalf("refused zero requests posted %d entries", after-before)
+	}
+}
+
+func TestEntriesByReference(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	member := map[string]string{"card": "71"}
+	var earned earnAnswer
+	e.post("/v1/partners/fuelco/earns", e.fuel, "e-1", map[string]any{"member": member, "amount": "1000.00", "currency": "RUB", "reference": "till-9/001"}).
+		want(t, http.StatusCreated).decode(t, &earned)
+	e.post("/v1/partners/fuelco/redemptions", e.fuel, "r-1", map[string]any{"member": member, "points": "10", "reference": "till-9/001"}).
+		want(t, http.StatusCreated)
+	var list struct {
+		Entries []struct {
+			ID, Kind, Partner, Reference string
+			Postings                     []struct{ Account, Amount string }
+		}
+	}
+	e.request(http.MethodGet, "/v1/partners/fuelco/entries?reference=till-9%2F001", e.fuel, nil).want(t, http.StatusOK).decode(t, &list)
+	if len(list.Entries) != 2 || list.Entries[0].ID != earned.Entry.ID || list.Entries[0].Kind != "earn" || list.Entries[1].Kind != "redemption" ||
+		list.Entries[0].Reference != "till-9/001" || len(list.Entries[0].Postings) == 0 {
+		t.Fatalf("entries by reference: %+v", list)
+	}
+	// Another partner's reference is not this partner's: an empty list, not its entries.
+	e.request(http.MethodGet, "/v1/partners/grocer/entries?reference=till-9%2F001", e.grocer, nil).want(t, http.StatusOK).decode(t, &list)
+	if len(list.Entries) != 0 {
+		t.Fatalf("grocer sees fuelco's entries: %+v", list)
+	}
+	e.request(http.MethodGet, "/v1/partners/fuelco/entries?reference=till-9%2F001", e.grocer, nil).wantError(t, http.StatusForbidden, "forbidden")
+	e.request(http.MethodGet, "/v1/partners/fuelco/entries", e.fuel, nil).wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+	e.request(http.MethodGet, "/v1/partners/fuelco/entries?ref=x", e.fuel, nil).wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+	e.request(http.MethodGet, "/v1/partners/nosuch/entries?reference=x", e.operator, nil).wantError(t, http.StatusNotFound, "not_found")
+}
+
+func TestPartialCaptureKeepsTheRedemptionRules(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	electro := e.partner("electro")
+	step := decimal.NewFromInt(50)
+	now := time.Now().Add(-time.Hour)
+	if _, err := e.store.AddContract(context.Background(), "electro", partners.Contract{EffectiveFrom: now, Currency: "RUB",
+		Earn: partners.EarnRate{PointsPerUnit: decPtr("1")}, MinRedeem: decimal.NewFromInt(100), RedeemStep: &step}, now); err != nil {
+		t.Fatal(err)
+	}
+	member := map[string]string{"card": "72"}
+	e.post("/v1/partners/electro/earns", electro, "e-1", map[string]any{"member": member, "amount": "1000.00", "currency": "RUB"}).want(t, http.StatusCreated)
+	var h struct{ Hold struct{ ID string } }
+	e.post("/v1/partners/electro/holds", electro, "h-1", map[string]any{"member": member, "points": "300"}).want(t, http.StatusCreated).decode(t, &h)
+	capture := "/v1/partners/electro/holds/" + h.Hold.ID + "/capture"
+	e.post(capture, electro, "c-1", map[string]string{"points": "50"}).wantError(t, http.StatusUnprocessableEntity, "below_min_redeem")
+	e.post(capture, electro, "c-2", map[string]string{"points": "120"}).wantError(t, http.StatusUnprocessableEntity, "not_a_redeem_step")
+	var c struct{ Points string }
+	e.post(capture, electro, "c-3", map[string]string{"points": "150"}).want(t, http.StatusCreated).decode(t, &c)
+	if c.Points != "150" {
+		t.Fatalf("capture of 150: %+v", c)
+	}
+}
+
+func TestNULCharactersAreRefusedAndWriteNothing(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	members, head := e.memberCount(), e.head()
+	e.post("/v1/partners/fuelco/earns", e.fuel, "n-1", `{"member": {"card": "12\u0000"}, "amount": "10.00", "currency": "RUB"}`).
+		wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+	e.post("/v1/partners/fuelco/earns", e.fuel, "n-2", `{"member": {"card": "12"}, "amount": "10.00", "currency": "RUB", "reference": "a\u0000b"}`).
+		wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+	e.post("/v1/partners/fuelco/batch", e.fuel, "n-3", `{"items": [
+		{"type": "earn", "idempotency_key": "i-1", "body": {"member": {"card": "4401"}, "amount": "10.00", "currency": "RUB"}},
+		{"type": "earn", "idempotency_key": "i-2", "body": {"member": {"card": "4402"}, "amount": "10.00", "currency": "RUB", "reference": "x\u0000"}}]}`).
+		wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+	e.request(http.MethodGet, "/v1/partners/fuelco/members/card:50%0001", e.fuel, nil).wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+	e.post("/v1/partners/fuelco/holds/a%00b/void", e.fuel, "n-4", nil).wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+	// An escaped backslash before u0000 is text, not a NUL.
+	e.post("/v1/partners/fuelco/earns", e.fuel, "n-5", `{"member": {"card": "13"}, "amount": "10.00", "currency": "RUB", "reference": "a\\u0000b"}`).
+		want(t, http.StatusCreated)
+	if got, want := e.memberCount(), members+1; got != want {
+		t.Fatalf("members = %d, want %d: a refused request enrolled one", got, want)
+	}
+	if got := e.head(); got != head+1 {
+		t.Fatalf("head moved by %d, want 1", got-head)
+	}
+}
+
+func TestAnEarnOutsideTheWindowEnrolsNobody(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	members := e.memberCount()
+	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	got := e.post("/v1/partners/fuelco/earns", e.fuel, "w-1", map[string]any{"member": map[string]string{"card": "3004"}, "amount": "10.00",
+		"currency": "RUB", "business_time": future}).wantError(t, http.StatusUnprocessableEntity, "business_time_out_of_window")
+	if got.Details["field"] != "business_time" {
+		t.Fatalf("window error without its field: %+v", got)
+	}
+	// Before any contract was in force, the window still speaks first.
+	past := time.Now().Add(-8 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	e.post("/v1/partners/fuelco/earns", e.fuel, "w-2", map[string]any{"member": map[string]string{"card": "3005"}, "amount": "10.00",
+		"currency": "RUB", "business_time": past}).wantError(t, http.StatusUnprocessableEntity, "business_time_out_of_window")
+	if n := e.memberCount(); n != members {
+		t.Fatalf("refused earns enrolled %d members", n-members)
+	}
+}
+
+func TestPercentEncodedPathParameters(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	var earned earnAnswer
+	e.post("/v1/partners/fuelco/earns", e.fuel, "p-1", map[string]any{"member": map[string]string{"phone": "+79161234567"}, "amount": "100.00", "currency": "RUB"}).
+		want(t, http.StatusCreated).decode(t, &earned)
+	for _, path := range []string{"phone:%2B79161234567", "phone%3A%2B79161234567", "phone:+79161234567"} {
+		var m struct{ ID string }
+		e.request(http.MethodGet, "/v1/partners/fuelco/members/"+path, e.fuel, nil).want(t, http.StatusOK).decode(t, &m)
+		if m.ID != earned.Member.ID {
+			t.Fatalf("member %s = %+v, want %s", path, m, earned.Member.ID)
+		}
+	}
+	e.request(http.MethodGet, "/v1/members/phone:%2B79161234567/statement", e.operator, nil).want(t, http.StatusOK)
+	e.request(http.MethodGet, "/v1/accounts/partner%3Afuelco%3Aissued", e.operator, nil).want(t, http.StatusOK)
+	e.request(http.MethodGet, "/v1/partners/nosuch/members/phone:%2B79161234567", e.operator, nil).wantError(t, http.StatusNotFound, "not_found")
+}
+
+func TestEarnMetadataIsKept(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	var earned earnAnswer
+	e.post("/v1/partners/fuelco/earns", e.fuel, "m-1", map[string]any{"member": map[string]string{"card": "73"}, "amount": "100.00", "currency": "RUB",
+		"metadata": map[string]any{"till": "9", "receipt": 1234}}).want(t, http.StatusCreated).decode(t, &earned)
+	p, err := e.ledger.Entry(context.Background(), earned.Entry.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta struct {
+		Client struct {
+			Till    string `json:"till"`
+			Receipt int    `json:"receipt"`
+		} `json:"client"`
+	}
+	if err := json.Unmarshal(p.Metadata, &meta); err != nil || meta.Client.Till != "9" || meta.Client.Receipt != 1234 {
+		t.Fatalf("entry metadata %s lost the client's (%v)", p.Metadata, err)
+	}
+	e.post("/v1/partners/fuelco/earns", e.fuel, "m-2", map[string]any{"member": map[string]string{"card": "73"}, "amount": "100.00", "currency": "RUB",
+		"metadata": []int{1}}).wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+}
+
+func TestARetryWithOtherSpacingOrKeyOrderIsAReplay(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	first := e.post("/v1/partners/fuelco/earns", e.fuel, "k-1", `{"member": {"card": "74"}, "amount": "100.00", "currency": "RUB"}`).want(t, http.StatusCreated)
+	again := e.post("/v1/partners/fuelco/earns", e.fuel, "k-1", `{"currency":"RUB","amount":"100.00","member":{"card":"74"}}`).want(t, http.StatusCreated)
+	if again.Header.Get("Idempotent-Replayed") != "true" || string(again.Body) != string(first.Body) {
+		t.Fatalf("a reordered retry was not replayed: %s", again.Body)
+	}
+	e.post("/v1/partners/fuelco/earns", e.fuel, "k-1", `{"currency":"RUB","amount":"100.01","member":{"card":"74"}}`).
+		wantError(t, http.StatusConflict, "idempotency_conflict")
+}
+
+func TestUnknownQueryParametersAreRefused(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	got := e.request(http.MethodGet, "/v1/trial-balance?asof=2026-11-23", e.operator, nil).wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+	if got.Details["field"] != "asof" || !strings.Contains(got.Message, "as_of") {
+		t.Fatalf("error %+v does not name the parameter and the ones the route takes", got)
+	}
+	e.request(http.MethodGet, "/v1/trial-balance?position=1&partner=fuelco", e.operator, nil).want(t, http.StatusOK)
+}
