@@ -19,9 +19,9 @@ type coalitionEnv struct {
 	fuel, grocer string // partner secrets
 }
 
-func newCoalitionEnv(t *testing.T) *coalitionEnv {
+func newCoalitionEnv(t *testing.T, opts ...envOption) *coalitionEnv {
 	t.Helper()
-	e := &coalitionEnv{env: newEnv(t)}
+	e := &coalitionEnv{env: newEnv(t, opts...)}
 	e.request(http.MethodPut, "/v1/coalition", e.operator, map[string]any{
 		"currency": "RUB", "point_value": "1", "points_scale": 0, "time_zone": "Europe/Moscow", "settlement_time": "02:00",
 		"tiers": []map[string]string{{"name": "basic", "threshold": "0", "multiplier": "1"}},

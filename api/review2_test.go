@@ -228,3 +228,28 @@ func TestUnknownQueryParametersAreRefused(t *testing.T) {
 	}
 	e.request(http.MethodGet, "/v1/trial-balance?position=1&partner=fuelco", e.operator, nil).want(t, http.StatusOK)
 }
+
+func TestHoldLimitsAndPhoneRegionAreConfigured(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t, func(c *Config) { c.PhoneRegion, c.HoldDefault, c.HoldMax = "RU", time.Minute, 2*time.Minute })
+	var earned earnAnswer
+	e.post("/v1/partners/fuelco/earns", e.fuel, "e-1", map[string]any{"member": map[string]string{"phone": "8 (916) 123-45-67"}, "amount": "1000.00", "currency": "RUB"}).
+		want(t, http.StatusCreated).decode(t, &earned)
+	var m struct{ Phone string }
+	e.request(http.MethodGet, "/v1/partners/fuelco/members/"+earned.Member.ID, e.fuel, nil).want(t, http.StatusOK).decode(t, &m)
+	if m.Phone != "+79161234567" {
+		t.Fatalf("a national number read in region RU = %q", m.Phone)
+	}
+	member := map[string]string{"id": earned.Member.ID}
+	e.post("/v1/partners/fuelco/holds", e.fuel, "h-1", map[string]any{"member": member, "points": "10", "expires_in": 121}).
+		wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+	var h struct {
+		Hold struct {
+			ExpiresAt time.Time `json:"expires_at"`
+		}
+	}
+	e.post("/v1/partners/fuelco/holds", e.fuel, "h-2", map[string]any{"member": member, "points": "10"}).want(t, http.StatusCreated).decode(t, &h)
+	if left := time.Until(h.Hold.ExpiresAt); left > time.Minute || left < 50*time.Second {
+		t.Fatalf("a hold without expires_in expires in %s, want the configured minute", left)
+	}
+}

@@ -55,6 +55,13 @@ type Config struct {
 	// starts one with WriterConfig, which Serve's shutdown (or Close) drains.
 	Writer       *ledger.Writer
 	WriterConfig ledger.WriterConfig
+
+	// PhoneRegion is the region (ISO 3166 code) of phone numbers written without a country
+	// code; "": partners.NewService's default.
+	PhoneRegion string
+	// HoldDefault and HoldMax are a hold's expires_in when none is given and the most it
+	// may be; 0: partners.NewService's defaults.
+	HoldDefault, HoldMax time.Duration
 }
 
 // Server is the HTTP API.
@@ -113,6 +120,15 @@ func New(cfg Config) *Server {
 		runs:    settlement.NewRuns(cfg.Ledger, cfg.Store, cfg.Now).WithCheckpointer(cfg.Checkpointer),
 		metrics: newMetrics(cfg.Registry),
 		cache:   partners.NewCache(cfg.Ledger.Pool(), cfg.Store, cfg.Keys),
+	}
+	if cfg.PhoneRegion != "" {
+		s.svc.PhoneRegion = cfg.PhoneRegion
+	}
+	if cfg.HoldDefault > 0 {
+		s.svc.HoldDefault = cfg.HoldDefault
+	}
+	if cfg.HoldMax > 0 {
+		s.svc.HoldMax = cfg.HoldMax
 	}
 	cfg.Ledger.ObserveTerms(s.cache.Observe)
 	s.startWriter()

@@ -114,6 +114,12 @@ func NormalizePhone(s, defaultRegion string) (string, error) {
 	return phonenumbers.Format(n, phonenumbers.E164), nil
 }
 
+// KnownRegion reports whether region is a region code (ISO 3166, such as US or RU) whose
+// numbering plan NormalizePhone knows.
+func KnownRegion(region string) bool {
+	return phonenumbers.GetSupportedRegions()[strings.ToUpper(region)]
+}
+
 // quote quotes a string from a request for a message, cut short if it is long.
 func quote(s string) string {
 	const max = 48

@@ -6,8 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coalitionledger/coalition/internal/pgtest"
+	"github.com/coalitionledger/coalition/ledger"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -59,5 +61,27 @@ func TestAuditCommands(t *testing.T) {
 	err := run(ctx, []string{"verify", "--file", export, "--public-key", other + ".pub"}, &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "not by the trusted key") {
 		t.Fatalf("verify with another key: %v", err)
+	}
+}
+
+func TestServeSettingsAreChecked(t *testing.T) {
+	ok := ledger.DefaultWindow
+	for name, tc := range map[string]struct {
+		region             string
+		holdDefault, holdM time.Duration
+		window             ledger.Window
+		good               bool
+	}{
+		"the defaults":           {"US", 15 * time.Minute, 24 * time.Hour, ok, true},
+		"another region":         {"ru", time.Minute, time.Hour, ok, true},
+		"no such region":         {"XX", time.Minute, time.Hour, ok, false},
+		"default above the max":  {"US", 2 * time.Hour, time.Hour, ok, false},
+		"no hold time":           {"US", 0, time.Hour, ok, false},
+		"a window that is ahead": {"US", time.Minute, time.Hour, ledger.Window{Past: -time.Hour}, false},
+	} {
+		err := checkServeSettings(tc.region, tc.holdDefault, tc.holdM, tc.window)
+		if (err == nil) != tc.good {
+			t.Errorf("%s: checkServeSettings = %v, want good %v", name, err, tc.good)
+		}
 	}
 }

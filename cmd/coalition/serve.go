@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -37,8 +38,22 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string,
 		"how long a batch that is not full waits for more writes (env COALITION_WRITER_WINDOW)")
 	fs.IntVar(&wc.Queue, "writer-queue", envInt("COALITION_WRITER_QUEUE", ledger.DefaultWriterQueue),
 		"writes that may wait; beyond it a write is a 503 overloaded (env COALITION_WRITER_QUEUE)")
+	phoneRegion := fs.String("phone-region", envOr("COALITION_PHONE_REGION", "US"),
+		"region (ISO 3166 code) of phone numbers written without a country code (env COALITION_PHONE_REGION)")
+	holdDefault := fs.Duration("hold-default", envDuration("COALITION_HOLD_DEFAULT", 15*time.Minute),
+		"a hold's expires_in when the request gives none (env COALITION_HOLD_DEFAULT)")
+	holdMax := fs.Duration("hold-max", envDuration("COALITION_HOLD_MAX", 24*time.Hour),
+		"the longest expires_in a hold may ask for (env COALITION_HOLD_MAX)")
+	window := ledger.DefaultWindow
+	fs.DurationVar(&window.Past, "window-past", envDuration("COALITION_WINDOW_PAST", window.Past),
+		"how far back a request's business_time may lie (env COALITION_WINDOW_PAST)")
+	fs.DurationVar(&window.Future, "window-future", envDuration("COALITION_WINDOW_FUTURE", window.Future),
+		"how far ahead a request's business_time may lie (env COALITION_WINDOW_FUTURE)")
 	keyPath := checkpointKeyFlag(fs) // audit.go
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := checkServeSettings(*phoneRegion, *holdDefault, *holdMax, window); err != nil {
 		return err
 	}
 	// The checkpoint signing key, made on first start: POST /v1/checkpoints and every
@@ -53,7 +68,7 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string,
 	}
 	defer logger.Sync() //nolint:errcheck // stderr may be closed at exit
 	return withDB("", false, func(db *database.DB) error {
-		l := ledger.New(db.Pool)
+		l := ledger.New(db.Pool, ledger.WithWindow(window))
 		checkpointer := audit.NewCheckpointer(db.Pool, key, time.Now) // signs on demand (and after settlement runs)
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -61,7 +76,7 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string,
 		srv := api.New(api.Config{
 			Store: store, Keys: partners.NewKeys(db.Pool), Ledger: l,
 			Logger: logger, Registry: reg, Now: time.Now, WriterConfig: wc,
-			Checkpointer: checkpointer,
+			Checkpointer: checkpointer, PhoneRegion: *phoneRegion, HoldDefault: *holdDefault, HoldMax: *holdMax,
 		})
 		if addr := os.Getenv("COALITION_PPROF_ADDR"); addr != "" {
 			servePprof(ctx, addr, logger)
@@ -72,6 +87,20 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string,
 		progress("serving the API on http://%s (Ctrl-C stops)", *addr)
 		return srv.Serve(ctx, *addr)
 	})
+}
+
+// checkServeSettings refuses settings that would make every request fail or make no sense.
+func checkServeSettings(region string, holdDefault, holdMax time.Duration, w ledger.Window) error {
+	if !partners.KnownRegion(region) {
+		return usageError{fmt.Sprintf("--phone-region %q is not a region code such as US, GB or RU", region)}
+	}
+	if holdDefault <= 0 || holdMax <= 0 || holdDefault > holdMax {
+		return usageError{fmt.Sprintf("--hold-default (%s) and --hold-max (%s) must be above zero, the default at most the maximum", holdDefault, holdMax)}
+	}
+	if w.Past < 0 || w.Future < 0 {
+		return usageError{"--window-past and --window-future may not be negative"}
+	}
+	return nil
 }
 
 func envInt(name string, fallback int) int {
