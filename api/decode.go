@@ -76,6 +76,26 @@ func decodeBytes(body []byte, v any) error {
 	return nil
 }
 
+// noFields refuses a body with anything in it but {} (an empty body is fine too): for
+// routes that take no fields, so that a field sent to them (an amount to confirm, say) is
+// refused rather than ignored.
+func noFields(body []byte) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	var empty struct{}
+	return decodeBytes(body, &empty)
+}
+
+// emptyBody reads the request's body and refuses anything but nothing or {} (noFields).
+func emptyBody(c echo.Context) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	return noFields(body)
+}
+
 // pathParam returns a path parameter unescaped. Echo hands back the escaped form when the
 // path holds any escape, as clients that encode every parameter send it
 // (phone:%2B12025550143, partner%3Afuelco%3Aissued).

@@ -216,7 +216,10 @@ type earnJSON struct {
 
 // scales are the decimals a request's amounts may have: the coalition's currency and
 // points. One request reads them once, however many amounts it carries.
-type scales struct{ moneyScale, pointsScale int32 }
+type scales struct {
+	moneyScale, pointsScale int32
+	currency                string
+}
 
 // ctxScales is where a /batch leaves the scales it read once for all its items.
 const ctxScales = "coalition.scales"
@@ -237,7 +240,7 @@ func scalesOf(coal partners.Coalition) (scales, error) {
 	if err != nil {
 		return scales{}, err
 	}
-	return scales{moneyScale: money, pointsScale: coal.PointsScale}, nil
+	return scales{moneyScale: money, pointsScale: coal.PointsScale, currency: coal.Currency}, nil
 }
 
 // withTerms reads the partner's terms once for a request (an earn, a redemption, a hold,
@@ -299,6 +302,11 @@ func (s *Server) earnInput(c echo.Context, body []byte) (partners.EarnInput, err
 	}
 	sc, err := s.scales(c)
 	if err != nil {
+		return partners.EarnInput{}, err
+	}
+	// The currency before the amounts: a USD amount sent to a JPY coalition is in the wrong
+	// currency, not at the wrong scale.
+	if err := partners.CheckCurrency(in.Currency, sc.currency); err != nil {
 		return partners.EarnInput{}, err
 	}
 	amount, err := sc.money("amount", in.Amount)
@@ -481,11 +489,8 @@ func (s *Server) capture(c echo.Context, r partners.Request, body []byte) (int, 
 }
 
 func (s *Server) void(c echo.Context, r partners.Request, body []byte) (int, any, error) {
-	if len(bytes.TrimSpace(body)) > 0 {
-		var empty struct{}
-		if err := decodeBytes(body, &empty); err != nil {
-			return 0, nil, err
-		}
+	if err := noFields(body); err != nil {
+		return 0, nil, err
 	}
 	s.withTerms(c, &r)
 	res, err := s.service().Void(c.Request().Context(), r, c.Param("hold"))
@@ -509,6 +514,9 @@ func (s *Server) reverse(c echo.Context, r partners.Request, body []byte) (int, 
 	var in reversalJSON
 	if err := decodeBytes(body, &in); err != nil {
 		return 0, nil, err
+	}
+	if in.Entry != "" && in.OriginalReference != "" {
+		return 0, nil, ledger.Errorf(ledger.CodeInvalid, "name the original by entry or by original_reference, not both").With("field", "original_reference")
 	}
 	out := partners.ReverseInput{Entry: in.Entry, Reference: in.OriginalReference, Kind: ledger.EntryKind(in.OriginalKind), NewReference: in.Reference}
 	if in.OriginalReference != "" && in.OriginalKind != string(ledger.EntryEarn) && in.OriginalKind != string(ledger.EntryRedemption) {
@@ -676,6 +684,10 @@ func (s *Server) batch(c echo.Context) error {
 		}
 		if item.IdempotencyKey == "" || len(item.IdempotencyKey) > ledger.MaxTextLength {
 			answers[i] = errorAnswer(ledger.Errorf(CodeIdempotencyKeyRequired, "every item needs its own idempotency_key (1 to %d bytes)", ledger.MaxTextLength))
+			continue
+		}
+		if (item.Type == "capture" || item.Type == "void") && item.Hold == "" {
+			answers[i] = errorAnswer(ledger.Errorf(ledger.CodeInvalid, "a %s item names its hold: \"hold\": \"<hold id>\"", item.Type).With("field", "hold"))
 			continue
 		}
 		// An item is hashed as the same request sent alone to its own route, so that its

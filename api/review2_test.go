@@ -253,3 +253,46 @@ func TestHoldLimitsAndPhoneRegionAreConfigured(t *testing.T) {
 		t.Fatalf("a hold without expires_in expires in %s, want the configured minute", left)
 	}
 }
+
+func TestWantsCSVReadsQualitiesAndCase(t *testing.T) {
+	for accept, want := range map[string]bool{
+		"":                                     false,
+		"text/csv":                             true,
+		"TEXT/CSV":                             true,
+		"text/csv; charset=utf-8":              true,
+		"application/json":                     false,
+		"*/*":                                  false,
+		"text/csv, application/json":           true,
+		"application/json, text/csv":           false,
+		"text/csv;q=0.9, application/json":     false,
+		"application/json;q=0.5, text/csv":     true,
+		"text/csv;q=0, */*":                    false,
+		"application/json;q=bad, text/csv;q=1": true,
+	} {
+		if got := wantsCSV(accept); got != want {
+			t.Errorf("wantsCSV(%q) = %v, want %v", accept, got, want)
+		}
+	}
+}
+
+func TestConfirmTakesNoFields(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	e.request(http.MethodPost, "/v1/settlements/2026-01-01/instructions/fuelco/confirm", e.operator, `{"amount": "1.00"}`).
+		wantError(t, http.StatusBadRequest, "malformed_json")
+}
+
+func TestTheCurrencyCannotLeaveContractsBehind(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	got := e.request(http.MethodPut, "/v1/coalition", e.operator, map[string]any{
+		"currency": "JPY", "point_value": "1", "points_scale": 0, "time_zone": "Europe/Moscow", "settlement_time": "02:00",
+		"tiers": []map[string]string{{"name": "basic", "threshold": "0", "multiplier": "1"}},
+	}).wantError(t, http.StatusConflict, "settings_frozen")
+	if got.Details["field"] != "currency" || got.Details["partner"] == nil {
+		t.Fatalf("error %+v does not say which contract holds the currency", got)
+	}
+	// A purchase in another currency hears so, whatever its decimals.
+	e.post("/v1/partners/fuelco/earns", e.fuel, "c-1", map[string]any{"member": map[string]string{"card": "75"}, "amount": "10.001", "currency": "USD"}).
+		wantError(t, http.StatusUnprocessableEntity, "currency_mismatch")
+}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -104,17 +105,34 @@ func (s *Server) getSettlement(c echo.Context) error {
 	return c.JSON(http.StatusOK, run)
 }
 
-// wantsCSV reports whether an Accept header asks for CSV before JSON.
+// wantsCSV reports whether an Accept header prefers CSV to JSON: text/csv with a higher
+// quality (q) than application/json, or the same and named first. Media types are
+// compared without regard to case; wildcards leave the default, JSON.
 func wantsCSV(accept string) bool {
+	csv, json := -1.0, -1.0 // the quality of each, -1 when not named
+	csvFirst := false
 	for _, part := range strings.Split(accept, ",") {
-		switch strings.TrimSpace(strings.SplitN(part, ";", 2)[0]) {
+		media, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		q := 1.0
+		if v, ok := params["q"]; ok {
+			if q, err = strconv.ParseFloat(v, 64); err != nil {
+				continue
+			}
+		}
+		switch media { // ParseMediaType lower-cases it
 		case "text/csv":
-			return true
-		case "application/json", "*/*", "application/*":
-			return false
+			if csv < 0 && json < 0 {
+				csvFirst = true
+			}
+			csv = max(csv, q)
+		case "application/json":
+			json = max(json, q)
 		}
 	}
-	return false
+	return csv > 0 && (csv > json || csv == json && csvFirst)
 }
 
 // checkSettlement re-derives a run from the journal and answers the comparison: 200
@@ -137,6 +155,9 @@ func (s *Server) checkSettlement(c echo.Context) error {
 // confirmInstruction records that an instruction's money moved: 201 with the payment
 // when this call posted it, 200 when it was confirmed already.
 func (s *Server) confirmInstruction(c echo.Context) error {
+	if err := emptyBody(c); err != nil {
+		return writeError(c, err)
+	}
 	day, err := dayParam(c)
 	if err != nil {
 		return writeError(c, err)

@@ -230,13 +230,21 @@ func divCeil(n, d decimal.Decimal) decimal.Decimal {
 	return q
 }
 
+// CheckCurrency refuses a purchase in another currency than the coalition's.
+func CheckCurrency(purchase, coalition string) error {
+	if purchase != coalition {
+		return ledger.Errorf(CodeCurrencyMismatch, "the purchase is in %s but the coalition's currency is %s", purchase, coalition).With("field", "currency")
+	}
+	return nil
+}
+
 // lines checks the purchase and returns its lines (one, without basket lines) and total.
 func (p Purchase) lines(currency string, scale int32) ([]Line, decimal.Decimal, error) {
 	if p.Currency == "" {
 		return nil, decimal.Zero, invalid("currency", "give the purchase's currency (%s)", currency)
 	}
-	if p.Currency != currency {
-		return nil, decimal.Zero, ledger.Errorf(CodeCurrencyMismatch, "the purchase is in %s but the coalition's currency is %s", p.Currency, currency).With("field", "currency")
+	if err := CheckCurrency(p.Currency, currency); err != nil {
+		return nil, decimal.Zero, err
 	}
 	if len(p.Category) > maxKeyLength {
 		return nil, decimal.Zero, invalid("category", "a category is at most %d bytes", maxKeyLength)

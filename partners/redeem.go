@@ -131,9 +131,9 @@ func PriceRedemption(c Coalition, k Contract, want Redeem, purchaseAmount *decim
 		if price.Value.Amount.GreaterThan(limit) {
 			most := t.mostWorthAtMost(limit)
 			err := ledger.Errorf(CodeMaxShare, "points may pay at most %s of this purchase, %s %s: redeem at most %s points (worth %s %s); these %s points are worth %s %s",
-				percent(t.share), limit, c.Currency, most, t.worth(most), c.Currency, price.Points, price.Value.Amount, c.Currency)
-			return RedemptionPrice{}, err.With("max_points", most.String()).With("max_value", t.worth(most).String()).
-				With("max_share", t.share.String()).With("purchase_amount", purchaseAmount.String())
+				percent(t.share), t.money(limit), c.Currency, most, t.money(t.worth(most)), c.Currency, price.Points, t.money(price.Value.Amount), c.Currency)
+			return RedemptionPrice{}, err.With("max_points", most.String()).With("max_value", t.money(t.worth(most))).
+				With("max_share", t.share.String()).With("purchase_amount", t.money(*purchaseAmount))
 		}
 	}
 	return price, nil
@@ -162,8 +162,8 @@ func (t terms) checkMin(points decimal.Decimal, currency string) *ledger.Error {
 		return nil
 	}
 	least := t.stepsAtLeast(t.min)
-	return ledger.Errorf(CodeBelowMinRedeem, "a redemption here is at least %s points (worth %s %s); this one is %s points", least, t.worth(least), currency, points).
-		With("min_redeem", t.min.String()).With("min_points", least.String()).With("min_value", t.worth(least).String())
+	return ledger.Errorf(CodeBelowMinRedeem, "a redemption here is at least %s points (worth %s %s); this one is %s points", least, t.money(t.worth(least)), currency, points).
+		With("min_redeem", t.min.String()).With("min_points", least.String()).With("min_value", t.money(t.worth(least)))
 }
 
 // CheckCapture refuses a partial capture that the contract would refuse as a redemption:
@@ -183,6 +183,9 @@ func CheckCapture(c Coalition, k Contract, points decimal.Decimal) error {
 	}
 	return nil
 }
+
+// money formats an amount at the currency's minor unit, for messages and details.
+func (t terms) money(d decimal.Decimal) string { return d.StringFixed(t.scale) }
 
 func (t terms) worth(points decimal.Decimal) decimal.Decimal {
 	return ledger.RoundHalfUp(points.Mul(t.rate), t.scale)

@@ -816,8 +816,11 @@ func (s *Service) earnReversalPoints(ctx context.Context, orig *ledger.Posted, p
 	}
 	after := before.Add(amount)
 	if after.GreaterThan(price.Amount) {
-		return decimal.Zero, decimal.Zero, ledger.Errorf(ledger.CodeReversalTooLarge, "%s of the purchase of %s is left to return, %s was asked for",
-			price.Amount.Sub(before), price.Amount, amount).With("returnable", price.Amount.Sub(before).String())
+		scale, _ := ledger.CurrencyScale(price.Currency)
+		money := func(d decimal.Decimal) string { return d.StringFixed(scale) }
+		return decimal.Zero, decimal.Zero, ledger.Errorf(ledger.CodeReversalTooLarge, "%s %s of the purchase of %s %s is left to return, %s %s was asked for",
+			money(price.Amount.Sub(before)), price.Currency, money(price.Amount), price.Currency, money(amount), price.Currency).
+			With("returnable", money(price.Amount.Sub(before)))
 	}
 	target := func(returned decimal.Decimal) decimal.Decimal {
 		return price.Points.Mul(returned).Div(price.Amount).Truncate(price.PointsScale)

@@ -91,6 +91,18 @@ func (s *Store) SetCoalition(ctx context.Context, c Coalition) error {
 		return err
 	}
 	err = change(ctx, s.pool, s.cache, func(tx pgx.Tx) error {
+		// A contract is in the coalition's currency: changing the currency under one would
+		// refuse every request of its partner with an error its till cannot fix.
+		var partner, currency string
+		err := tx.QueryRow(ctx, `SELECT partner_id, terms->>'currency' FROM contracts WHERE terms->>'currency' <> $1
+			ORDER BY partner_id, version LIMIT 1`, c.Currency).Scan(&partner, &currency)
+		if err == nil {
+			return ledger.Errorf(CodeSettingsFrozen, "partner %s has a contract in %s: the currency cannot become %s while contracts are in another", partner, currency, c.Currency).
+				With("field", "currency").With("partner", partner)
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `UPDATE coalition SET currency = $1, point_value = $2, points_scale = $3, time_zone = $4,
 			settlement_time = $5, tiers = $6`, c.Currency, c.PointValue, c.PointsScale, c.TimeZone, c.SettlementTime, tiers); err != nil {
 			return err

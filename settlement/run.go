@@ -578,8 +578,12 @@ type PartnerView struct {
 func (r *Run) For(partner string) PartnerView {
 	v := PartnerView{BusinessDate: r.BusinessDate, Currency: r.Currency, Cutoff: r.Cutoff,
 		Gross: []ObligationLine{}, Bilateral: []ObligationLine{}}
+	zero := "0"
+	if scale, err := ledger.CurrencyScale(r.Currency); err == nil {
+		zero = decimal.Zero.StringFixed(scale)
+	}
 	v.Partner = PartnerLine{Partner: partner, PointsIssued: "0", PointsRedeemed: "0", FeePoints: "0",
-		Owes: "0", OwedTo: "0", Position: "0", Fee: "0", Net: "0"}
+		Owes: zero, OwedTo: zero, Position: zero, Fee: zero, Net: zero}
 	for _, p := range r.Partners {
 		if p.Partner == partner {
 			v.Partner = p
