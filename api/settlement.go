@@ -100,7 +100,7 @@ func (s *Server) getSettlement(c echo.Context) error {
 		c.Response().Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
 		c.Response().Header().Set(echo.HeaderContentDisposition, `attachment; filename="settlement-`+day.String()+`.csv"`)
 		c.Response().WriteHeader(http.StatusOK)
-		return run.Report.WriteCSV(c.Response())
+		return run.WriteCSV(c.Response())
 	}
 	return c.JSON(http.StatusOK, run)
 }

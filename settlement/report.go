@@ -186,7 +186,13 @@ func (o *Outcome) Entries(w Window, loc *time.Location) []ledger.Entry {
 // WriteCSV writes the report as one table with the columns section, party, counterparty,
 // measure and value, a row per figure, so that spreadsheets and scripts read every part
 // of it the same way.
-func (r *Report) WriteCSV(w io.Writer) error {
+func (r *Report) WriteCSV(w io.Writer) error { return r.writeCSV(w, nil) }
+
+// csvRow writes one row of the report's CSV.
+type csvRow func(section, party, counterparty, measure, value string)
+
+// writeCSV writes the report, and after its instructions what more writes (nil: nothing).
+func (r *Report) writeCSV(w io.Writer, more func(row csvRow)) error {
 	cw := csv.NewWriter(w)
 	row := func(section, party, counterparty, measure, value string) {
 		_ = cw.Write([]string{section, party, counterparty, measure, value})
@@ -217,6 +223,9 @@ func (r *Report) WriteCSV(w io.Writer) error {
 	for _, in := range r.Instructions {
 		row("instruction", in.Partner, ledger.OperatorIssuer, string(in.Direction), in.Amount)
 	}
+	if more != nil {
+		more(row)
+	}
 	t := r.Totals
 	row("totals", "", "", "instructions", strconv.Itoa(t.Instructions))
 	row("totals", "", "", "received", t.Received)
@@ -230,7 +239,10 @@ func (r *Report) WriteCSV(w io.Writer) error {
 
 // WriteTable writes the report for a terminal: the partners' lines, the gross matrix,
 // the bilateral nets, the instructions and the control totals.
-func (r *Report) WriteTable(w io.Writer) error {
+func (r *Report) WriteTable(w io.Writer) error { return r.writeTable(w, nil) }
+
+// writeTable writes the table, each instruction followed by its state when state is set.
+func (r *Report) writeTable(w io.Writer, state func(partner string) string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(w, "Settlement of %s (%s): entries %d, positions %d to %d\n", r.BusinessDate, r.Currency,
 		r.Entries, r.PreviousCutoff+1, r.Cutoff)
@@ -272,6 +284,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if in.Direction == PaidByOperator {
 			what = "is paid by the operator"
 		}
+		if state != nil {
+			fmt.Fprintf(tw, "  %s\t%s\t%s %s\t%s\t\n", in.Partner, what, in.Amount, r.Currency, state(in.Partner))
+			continue
+		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s %s\t\n", in.Partner, what, in.Amount, r.Currency)
 	}
 	if err := tw.Flush(); err != nil {
@@ -281,4 +297,36 @@ func (r *Report) WriteTable(w io.Writer) error {
 	_, err := fmt.Fprintf(w, "\nControl totals: %d instructions; operator receives %s, pays %s, net %s = fees %s − awards %s\n",
 		t.Instructions, t.Received, t.Paid, t.Net, t.Fees, t.Awards)
 	return err
+}
+
+// WriteCSV writes the run's report (Report.WriteCSV) with who made the run and when, and
+// each instruction's payment state: status, and once confirmed when and by which entry.
+func (r *Run) WriteCSV(w io.Writer) error {
+	return r.Report.writeCSV(w, func(row csvRow) {
+		row("run", "", "", "created_at", r.CreatedAt.UTC().Format(time.RFC3339))
+		row("run", "", "", "created_by", r.CreatedBy)
+		for _, p := range r.Instructions {
+			row("payment", p.Partner, ledger.OperatorIssuer, "status", p.Status)
+			if p.ConfirmedAt != nil {
+				row("payment", p.Partner, ledger.OperatorIssuer, "confirmed_at", p.ConfirmedAt.UTC().Format(time.RFC3339))
+				row("payment", p.Partner, ledger.OperatorIssuer, "payment_entry", p.PaymentEntry)
+			}
+		}
+	})
+}
+
+// WriteTable writes the run's report (Report.WriteTable) with each instruction's payment
+// state: pending, or confirmed and when.
+func (r *Run) WriteTable(w io.Writer) error {
+	return r.Report.writeTable(w, func(partner string) string {
+		for _, p := range r.Instructions {
+			if p.Partner == partner && p.ConfirmedAt != nil {
+				return p.Status + " " + p.ConfirmedAt.UTC().Format(time.RFC3339)
+			}
+			if p.Partner == partner {
+				return p.Status
+			}
+		}
+		return ""
+	})
 }

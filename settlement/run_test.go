@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -434,6 +435,27 @@ func TestConfirmPostsThroughTheBank(t *testing.T) {
 	}
 	if c, err := f.runs.Check(ctx, day0); err != nil || !c.Matches {
 		t.Fatalf("check after payments %+v %v", c, err)
+	}
+	// The report as a file says what is paid: each instruction's status and entry.
+	stored, err := f.runs.Get(ctx, day0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var csvOut, table strings.Builder
+	if err := stored.WriteCSV(&csvOut); err != nil {
+		t.Fatal(err)
+	}
+	if err := stored.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"fuel", "shop", "solo"} {
+		if !strings.Contains(csvOut.String(), "payment,"+p+",operator,status,confirmed\n") ||
+			!strings.Contains(csvOut.String(), "payment,"+p+",operator,payment_entry,") {
+			t.Fatalf("the CSV does not say %s is paid:\n%s", p, csvOut.String())
+		}
+	}
+	if strings.Count(table.String(), "confirmed 20") != 3 {
+		t.Fatalf("the table does not say the three are paid:\n%s", table.String())
 	}
 	assertBooks(t, f)
 }

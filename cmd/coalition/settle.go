@@ -131,9 +131,9 @@ func writeReport(w io.Writer, run *settlement.Run, format string) error {
 	case "json":
 		return writeJSON(w, run)
 	case "csv":
-		return run.Report.WriteCSV(w)
+		return run.WriteCSV(w)
 	}
-	return run.Report.WriteTable(w)
+	return run.WriteTable(w)
 }
 
 // writeJSON writes v as indented JSON.

@@ -247,7 +247,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, w io.Writer, opts Options) err
 	if err != nil {
 		return err
 	}
-	if err := run.Report.WriteTable(w); err != nil {
+	if err := run.WriteTable(w); err != nil {
 		return err
 	}
 	check, err := runs.Check(ctx, day)
@@ -363,7 +363,7 @@ func writeReports(dir string, run *settlement.Run) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := run.Report.WriteCSV(f); err != nil {
+	if err := run.WriteCSV(f); err != nil {
 		f.Close()
 		return nil, err
 	}
