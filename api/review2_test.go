@@ -296,3 +296,15 @@ func TestTheCurrencyCannotLeaveContractsBehind(t *testing.T) {
 	e.post("/v1/partners/fuelco/earns", e.fuel, "c-1", map[string]any{"member": map[string]string{"card": "75"}, "amount": "10.001", "currency": "USD"}).
 		wantError(t, http.StatusUnprocessableEntity, "currency_mismatch")
 }
+
+func TestAnAccountOfTheChartNeverPostedToIsAtZero(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	for path, unit := range map[string]string{"/v1/accounts/partner:fuelco:expired": `"PTS"`, "/v1/accounts/operator:awards": `"RUB"`} {
+		r := e.request(http.MethodGet, path, e.auditor, nil).want(t, http.StatusOK)
+		if !strings.Contains(string(r.Body), `"postings":[]`) || !strings.Contains(string(r.Body), `"unit":`+unit) {
+			t.Fatalf("%s: %s", path, r.Body)
+		}
+	}
+	e.request(http.MethodGet, "/v1/accounts/partner:nosuch:issued", e.auditor, nil).wantError(t, http.StatusNotFound, "not_found")
+}

@@ -253,11 +253,12 @@ type StatementTail struct {
 // AccountStatement streams an account's statement for the period [from, to] (positions;
 // 0: the first entry, the head): head is called once with the opening balance (the
 // balance after position from−1), each with every posting in position order, and the
-// tail is returned. A name outside the chart is invalid; an account never posted to is
-// not found.
+// tail is returned. A name outside the chart is invalid; an account never posted to has
+// a statement at zero if its partner or member exists, and is not found if not.
 func (r *Reports) AccountStatement(ctx context.Context, account string, from, to int64,
 	head func(StatementHead) error, each func(StatementPosting) error) (*StatementTail, error) {
-	if _, lerr := ledger.ParseAccount(account); lerr != nil {
+	acct, lerr := ledger.ParseAccount(account)
+	if lerr != nil {
 		return nil, lerr
 	}
 	snap, err := openSnapshot(ctx, r.pool)
@@ -272,7 +273,12 @@ func (r *Reports) AccountStatement(ctx context.Context, account string, from, to
 	var unit string
 	err = snap.tx.QueryRow(ctx, `SELECT unit FROM accounts WHERE name = $1`, account).Scan(&unit)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, ledger.Errorf(ledger.CodeNotFound, "account %s has no postings", account)
+		// Never posted to: an account of the chart whose owner exists has a statement of
+		// nothing, at zero; one whose partner or member does not exist is not found.
+		if err = snap.ownerExists(ctx, acct); err != nil {
+			return nil, err
+		}
+		unit = acct.Unit(snap.units)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("statement of %s: %w", account, err)

@@ -204,3 +204,26 @@ type accountSum struct {
 	unit  string
 	total decimal.Decimal
 }
+
+// ownerExists finds the partner or member an account belongs to (the operator's accounts
+// always exist), or says which does not.
+func (s *snapshot) ownerExists(ctx context.Context, a ledger.Account) error {
+	var found bool
+	var err error
+	switch {
+	case a.Partner != "" && a.Partner != ledger.OperatorIssuer:
+		err = s.tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM partners WHERE id = $1)`, a.Partner).Scan(&found)
+		if err == nil && !found {
+			return ledger.Errorf(ledger.CodeNotFound, "account %s: partner %s does not exist", a.Name, a.Partner)
+		}
+	case a.Member != "":
+		err = s.tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM members WHERE id = $1)`, a.Member).Scan(&found)
+		if err == nil && !found {
+			return ledger.Errorf(ledger.CodeNotFound, "account %s: member %s does not exist", a.Name, a.Member)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("owner of %s: %w", a.Name, err)
+	}
+	return nil
+}
