@@ -102,7 +102,7 @@ func requireRole(roles ...partners.Role) echo.MiddlewareFunc {
 				return errUnauthorized("this route needs an API key: send the header Authorization: Bearer <secret>")
 			}
 			if !slices.Contains(roles, p.Role) {
-				return errForbidden("this route needs an %s key; this one is a %s key", allowed, p.Role).With("role", string(p.Role))
+				return errForbidden("this route needs a key whose role is %s; this key's role is %s", allowed, p.Role).With("role", string(p.Role))
 			}
 			return next(c)
 		}

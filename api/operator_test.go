@@ -49,7 +49,7 @@ func TestCoalitionSettings(t *testing.T) {
 		{"bad settlement time", `{"currency": "EUR", "point_value": "0.01", "points_scale": 0, "time_zone": "UTC", "settlement_time": "25:00", "tiers": []}`, "invalid_request", "settlement_time"},
 		{"unsorted tiers", `{"currency": "EUR", "point_value": "0.01", "points_scale": 0, "time_zone": "UTC", "settlement_time": "02:00",
 			"tiers": [{"name": "a", "threshold": "10", "multiplier": "1"}, {"name": "b", "threshold": "5", "multiplier": "2"}]}`, "invalid_request", "tiers[1].threshold"},
-		{"missing everything", `{}`, "unknown_unit", "currency"},
+		{"missing everything", `{}`, "invalid_request", "currency"},
 	}
 	for _, tc := range invalid {
 		t.Run(tc.name, func(t *testing.T) {

@@ -281,7 +281,7 @@ func (b *books) plan(e *Entry) (*planned, *Error) {
 		return nil, err
 	}
 	if e.Reference != "" && b.references[referenceKey(e.Partner, e.Kind, e.Reference)] {
-		return nil, Errorf(CodeDuplicateReference, "reference %q was already used by partner %s for a %s", e.Reference, e.Partner, e.Kind).With("reference", e.Reference)
+		return nil, Errorf(CodeDuplicateReference, "reference %q was already used by partner %s for an entry of kind %s", e.Reference, e.Partner, e.Kind).With("reference", e.Reference)
 	}
 	meta, err := e.canonicalMeta()
 	if err != nil {

@@ -53,6 +53,9 @@ func DefaultCoalition() Coalition {
 // Validate checks the settings and says what to fix in an invalid_request (or
 // unknown_unit, for the currency) error.
 func (c Coalition) Validate() error {
+	if c.Currency == "" {
+		return invalid("currency", "required: the ISO 4217 code the coalition settles in, such as USD")
+	}
 	if _, err := c.MoneyScale(); err != nil {
 		return err
 	}

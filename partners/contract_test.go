@@ -42,7 +42,7 @@ func TestCoalitionValidate(t *testing.T) {
 		{"tiers out of order", func(c *Coalition) { c.Tiers[1], c.Tiers[2] = c.Tiers[2], c.Tiers[1] }, ledger.CodeInvalid, "tiers[2].threshold"},
 		{"a tier multiplier of 0", func(c *Coalition) { c.Tiers[0].Multiplier = decimal.Zero }, ledger.CodeInvalid, "tiers[0].multiplier"},
 		{"two tiers of one name", func(c *Coalition) { c.Tiers[1].Name = "basic" }, ledger.CodeInvalid, "tiers[1].name"},
-		{"a fractional threshold at scale 0", func(c *Coalition) { c.Tiers[1].Threshold = d("0.5") }, ledger.CodeInvalid, "tiers[1].threshold"},
+		{"a fractional threshold at scale 0", func(c *Coalition) { c.Tiers[1].Threshold = d("0.5") }, ledger.CodeInvalidScale, "tiers[1].threshold"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -92,12 +92,12 @@ func TestContractValidate(t *testing.T) {
 		{"a promotion without an end", func(k *Contract) { k.Promotions[1].To = time.Time{} }, ledger.CodeInvalid, "promotions[1]"},
 		{"a promotion multiplier of 0", func(k *Contract) { k.Promotions[1].Multiplier = decimal.Zero }, ledger.CodeInvalid, "promotions[1].multiplier"},
 		{"an unknown rounding", func(k *Contract) { k.Rounding = "up" }, ledger.CodeInvalid, "rounding"},
-		{"a min purchase with kopeck fractions", func(k *Contract) { k.MinPurchase = d("0.001") }, ledger.CodeInvalid, "min_purchase"},
+		{"a min purchase with kopeck fractions", func(k *Contract) { k.MinPurchase = d("0.001") }, ledger.CodeInvalidScale, "min_purchase"},
 		{"expiry of 0 days", func(k *Contract) { k.ExpiryDays = ip(0) }, ledger.CodeInvalid, "expiry_days"},
 		{"a zero redeem rate", func(k *Contract) { k.RedeemRate = dp("0") }, ledger.CodeInvalid, "redeem_rate"},
 		{"max share above 1", func(k *Contract) { k.MaxShare = dp("1.2") }, ledger.CodeInvalid, "max_share"},
 		{"a zero redeem step", func(k *Contract) { k.RedeemStep = dp("0") }, ledger.CodeInvalid, "redeem_step"},
-		{"a fractional redeem step at scale 0", func(k *Contract) { k.RedeemStep = dp("0.5") }, ledger.CodeInvalid, "redeem_step"},
+		{"a fractional redeem step at scale 0", func(k *Contract) { k.RedeemStep = dp("0.5") }, ledger.CodeInvalidScale, "redeem_step"},
 		{"a negative min redeem", func(k *Contract) { k.MinRedeem = d("-1") }, ledger.CodeInvalid, "min_redeem"},
 		{"a negative fee", func(k *Contract) { k.FeePerPoint = d("-0.01") }, ledger.CodeInvalid, "fee_per_point"},
 	}

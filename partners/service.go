@@ -775,7 +775,7 @@ func (s *Service) reverse(ctx context.Context, r Request, in ReverseInput) (*Rev
 		e.Kind = ledger.EntryRedemptionReversal
 		e.Op = ledger.Restore{Of: orig.ID, Points: in.Points}
 	default:
-		return nil, ledger.Errorf(ledger.CodeInvalid, "a %s cannot be reversed by a partner", orig.Kind)
+		return nil, ledger.Errorf(ledger.CodeInvalid, "an entry of kind %s cannot be reversed by a partner", orig.Kind)
 	}
 	posted, replayed, err := s.postOne(ctx, e)
 	if err != nil {

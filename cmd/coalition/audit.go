@@ -138,7 +138,7 @@ func auditCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []stri
 
 	case "verify":
 		file := fs.String("file", "", "a JSON-lines export to verify instead of the database")
-		pubPath := fs.String("public-key", "", "the operator's published public key (PEM); default: the key beside the checkpoint key, if any")
+		pubPath := fs.String("public-key", "", "the operator's published public key (PEM); for the database, default: the key beside the checkpoint key, if any; an export's signatures are checked only against this flag's key")
 		asJSON := fs.Bool("json", false, "print the outcome as JSON")
 		if err := fs.Parse(args); err != nil {
 			return err

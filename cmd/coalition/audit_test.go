@@ -85,3 +85,20 @@ func TestServeSettingsAreChecked(t *testing.T) {
 		}
 	}
 }
+
+func TestHelpShowsNoPasswordAndExitsZero(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://ledger:s3cretPass@db.example:5432/coalition")
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"keys", "--help"}, &stdout, &stderr)
+	if exitCode(err) != 0 || !strings.Contains(stderr.String(), "keys create --role") {
+		t.Fatalf("keys --help: exit %d, %v\n%s", exitCode(err), err, stderr.String())
+	}
+	stderr.Reset()
+	err = run(context.Background(), []string{"migrate", "--help"}, &stdout, &stderr)
+	if exitCode(err) != 0 || strings.Contains(stderr.String(), "s3cretPass") || !strings.Contains(stderr.String(), "ledger:xxxxx@db.example") {
+		t.Fatalf("migrate --help: exit %d\n%s", exitCode(err), stderr.String())
+	}
+	if got := redactURL("host=db user=ledger password='a b' dbname=c"); strings.Contains(got, "a b") {
+		t.Fatalf("redactURL left the password in %q", got)
+	}
+}

@@ -64,10 +64,13 @@ func main() {
 	}
 }
 
-// exitCode is 2 for usage errors and 1 for everything else.
+// exitCode is 0 for help asked for, 2 for usage errors and 1 for everything else.
 func exitCode(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0 // help was asked for and given
+	}
 	var u usageError
-	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
+	if errors.As(err, &u) {
 		return 2
 	}
 	return 1

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -15,17 +16,33 @@ import (
 	"github.com/coalitionledger/coalition/partners"
 )
 
+// synopsis makes a command's --help say how to call it before its flags.
+func synopsis(fs *flag.FlagSet, text string) {
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage:\n  %s\n\nFlags:\n", strings.ReplaceAll(text, "\n", "\n  "))
+		fs.PrintDefaults()
+	}
+}
+
 // operatorCommand runs the operator's commands: keys, partners, contracts, expire, serve.
 func operatorCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []string,
 	withDB func(string, bool, func(*database.DB) error) error, stdout io.Writer, progress func(string, ...any)) error {
 	switch cmd {
 	case "keys":
-		role := fs.String("role", "", "the key's role: operator, auditor or partner")
-		partner := fs.String("partner", "", "the partner a partner key acts for")
+		role := fs.String("role", "", "create: the key's role, operator, auditor or partner")
+		partner := fs.String("partner", "", "create: the partner a partner key acts for")
+		synopsis(fs, `coalition keys create --role operator|auditor|partner [--partner P]
+    makes a key and prints its secret alone on one line of stdout (its id goes to stderr)
+coalition keys revoke ID
+    revokes the key with that id`)
 		if len(args) == 0 {
 			return usageError{"keys: say create or revoke"}
 		}
 		sub := args[0]
+		if sub == "-h" || sub == "-help" || sub == "--help" || sub == "help" {
+			fs.Usage()
+			return flag.ErrHelp
+		}
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
@@ -58,6 +75,7 @@ func operatorCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []s
 		return usageError{fmt.Sprintf("keys: unknown subcommand %q", sub)}
 
 	case "partners":
+		synopsis(fs, `coalition partners create ID NAME | list | suspend ID | activate ID`)
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
@@ -102,6 +120,11 @@ func operatorCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []s
 		})
 
 	case "contracts":
+		synopsis(fs, `coalition contracts add PARTNER FILE.json   (- reads stdin)
+    adds a contract version: the JSON body POST /v1/partners/{p}/contracts takes (see
+    docs/openapi.yaml, Contract), checked as strictly; without effective_from it is in
+    force now, and it may not take effect before now
+coalition contracts list PARTNER`)
 		if err := fs.Parse(args); err != nil {
 			return err
 		}

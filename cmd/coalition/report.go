@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/coalitionledger/coalition/audit"
@@ -47,8 +48,9 @@ func reportCommand(ctx context.Context, fs *flag.FlagSet, args []string,
 	}
 	var name string
 	if which == "account" || which == "member" {
-		if len(rest) == 0 {
-			return usageError{fmt.Sprintf("report %s needs its name: %s", which, reportUsage)}
+		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
+			// --help, or a flag where the name belongs: say how, before anything is written.
+			return usageError{fmt.Sprintf("report %s needs its name first, then flags: %s", which, reportUsage)}
 		}
 		name, rest = rest[0], rest[1:]
 	}
