@@ -502,12 +502,13 @@ func (s *Server) void(c echo.Context, r partners.Request, body []byte) (int, any
 }
 
 type reversalJSON struct {
-	Entry             string `json:"entry"`
-	OriginalReference string `json:"original_reference"`
-	OriginalKind      string `json:"original_kind"`
-	Amount            string `json:"amount"`
-	Points            string `json:"points"`
-	Reference         string `json:"reference"`
+	Entry             string     `json:"entry"`
+	OriginalReference string     `json:"original_reference"`
+	OriginalKind      string     `json:"original_kind"`
+	Amount            string     `json:"amount"`
+	Points            string     `json:"points"`
+	Reference         string     `json:"reference"`
+	BusinessTime      *time.Time `json:"business_time"`
 }
 
 func (s *Server) reverse(c echo.Context, r partners.Request, body []byte) (int, any, error) {
@@ -518,7 +519,8 @@ func (s *Server) reverse(c echo.Context, r partners.Request, body []byte) (int, 
 	if in.Entry != "" && in.OriginalReference != "" {
 		return 0, nil, ledger.Errorf(ledger.CodeInvalid, "name the original by entry or by original_reference, not both").With("field", "original_reference")
 	}
-	out := partners.ReverseInput{Entry: in.Entry, Reference: in.OriginalReference, Kind: ledger.EntryKind(in.OriginalKind), NewReference: in.Reference}
+	out := partners.ReverseInput{Entry: in.Entry, Reference: in.OriginalReference, Kind: ledger.EntryKind(in.OriginalKind),
+		NewReference: in.Reference, BusinessTime: in.BusinessTime}
 	if in.OriginalReference != "" && in.OriginalKind != string(ledger.EntryEarn) && in.OriginalKind != string(ledger.EntryRedemption) {
 		return 0, nil, ledger.Errorf(ledger.CodeInvalid, "original_kind must be earn or redemption with original_reference").With("field", "original_kind")
 	}

@@ -308,3 +308,22 @@ func TestAnAccountOfTheChartNeverPostedToIsAtZero(t *testing.T) {
 	}
 	e.request(http.MethodGet, "/v1/accounts/partner:nosuch:issued", e.auditor, nil).wantError(t, http.StatusNotFound, "not_found")
 }
+
+func TestALateReturnKeepsItsBusinessTime(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	var earned earnAnswer
+	bought := time.Now().Add(-50 * time.Minute).UTC().Truncate(time.Second)
+	e.post("/v1/partners/fuelco/earns", e.fuel, "e-1", map[string]any{"member": map[string]string{"card": "76"}, "amount": "1000.00", "currency": "RUB",
+		"business_time": bought.Format(time.RFC3339)}).want(t, http.StatusCreated).decode(t, &earned)
+	e.post("/v1/partners/fuelco/reversals", e.fuel, "x-1", map[string]any{"entry": earned.Entry.ID, "amount": "100.00",
+		"business_time": bought.Add(-time.Minute).Format(time.RFC3339)}).wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+	returned := bought.Add(10 * time.Minute)
+	var rev struct{ Entry struct{ ID string } }
+	e.post("/v1/partners/fuelco/reversals", e.fuel, "x-2", map[string]any{"entry": earned.Entry.ID, "amount": "100.00",
+		"business_time": returned.Format(time.RFC3339)}).want(t, http.StatusCreated).decode(t, &rev)
+	p, err := e.ledger.Entry(context.Background(), rev.Entry.ID)
+	if err != nil || !p.BusinessTime.Equal(returned) {
+		t.Fatalf("reversal business time %v (%v), want %v", p.BusinessTime, err, returned)
+	}
+}

@@ -707,6 +707,9 @@ type ReverseInput struct {
 	// Points is the part of a redemption given back; zero: all that is left.
 	Points       decimal.Decimal
 	NewReference string
+	// BusinessTime is when the return happened (a till that uploads late); nil: now. It
+	// must lie within the business-time window and not before the original.
+	BusinessTime *time.Time
 }
 
 // ReverseResult is the answer to a reversal.
@@ -744,8 +747,12 @@ func (s *Service) reverse(ctx context.Context, r Request, in ReverseInput) (*Rev
 	if orig.Partner != r.Partner {
 		return nil, ledger.Errorf(ledger.CodeNotFound, "entry %s of partner %s does not exist", orig.ID, r.Partner)
 	}
+	if bt := s.businessTime(in.BusinessTime); bt.Before(orig.BusinessTime) {
+		return nil, ledger.Errorf(ledger.CodeInvalid, "a return cannot happen before its purchase: business_time %s is before the original's, %s",
+			bt.Format(time.RFC3339), orig.BusinessTime.UTC().Format(time.RFC3339)).With("field", "business_time")
+	}
 	e := ledger.Entry{Partner: r.Partner, Member: orig.Member, Reference: in.NewReference, Reverses: orig.ID,
-		IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash, BusinessTime: s.Now().UTC(), TermsVersion: terms.Version}
+		IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash, BusinessTime: s.businessTime(in.BusinessTime), TermsVersion: terms.Version}
 	switch orig.Kind {
 	case ledger.EntryEarn:
 		if !in.Points.IsZero() {
