@@ -83,7 +83,11 @@ func ParseTime(s string) (time.Time, error) {
 	if t, err := time.Parse("2006-01-02", s); err == nil {
 		return t, nil
 	}
-	return time.Time{}, ledger.Errorf(ledger.CodeInvalid, "%q is neither a journal position nor a time (RFC 3339, or YYYY-MM-DD)", s)
+	hint := ""
+	if strings.Contains(s, " ") {
+		hint = ` (in a query string a "+" of a time zone must be sent as %2B, or it reads as a space)`
+	}
+	return time.Time{}, ledger.Errorf(ledger.CodeInvalid, "%q is neither a journal position nor a time (RFC 3339, or YYYY-MM-DD)%s", s, hint)
 }
 
 // period resolves a period against the snapshot's head: from 0 is 1, to 0 (or past the

@@ -463,7 +463,7 @@ func (r *Runs) Confirm(ctx context.Context, day Day, partner string) (*Payment, 
 			return err
 		}
 		if err := audit.RecordAs(ctx, tx, audit.ActionInstructionConfirmed, map[string]any{
-			"business_date": day.String(), "partner": partner, "direction": dir, "amount": amount.String(),
+			"business_date": day.String(), "partner": partner, "direction": dir, "amount": moneyString(amount, currency),
 			"currency": currency, "payment_entry": posted[0].ID,
 		}); err != nil {
 			return err
@@ -578,10 +578,7 @@ type PartnerView struct {
 func (r *Run) For(partner string) PartnerView {
 	v := PartnerView{BusinessDate: r.BusinessDate, Currency: r.Currency, Cutoff: r.Cutoff,
 		Gross: []ObligationLine{}, Bilateral: []ObligationLine{}}
-	zero := "0"
-	if scale, err := ledger.CurrencyScale(r.Currency); err == nil {
-		zero = decimal.Zero.StringFixed(scale)
-	}
+	zero := moneyString(decimal.Zero, r.Currency)
 	v.Partner = PartnerLine{Partner: partner, PointsIssued: "0", PointsRedeemed: "0", FeePoints: "0",
 		Owes: zero, OwedTo: zero, Position: zero, Fee: zero, Net: zero}
 	for _, p := range r.Partners {
@@ -605,4 +602,14 @@ func (r *Run) For(partner string) PartnerView {
 		}
 	}
 	return v
+}
+
+// moneyString formats an amount at its currency's minor unit (as it is, if the currency
+// is unknown), so that the audit log writes it as every report does.
+func moneyString(d decimal.Decimal, currency string) string {
+	scale, err := ledger.CurrencyScale(currency)
+	if err != nil {
+		return d.String()
+	}
+	return d.StringFixed(scale)
 }
