@@ -327,3 +327,29 @@ func TestALateReturnKeepsItsBusinessTime(t *testing.T) {
 		t.Fatalf("reversal business time %v (%v), want %v", p.BusinessTime, err, returned)
 	}
 }
+
+func TestAnEarnWithAUsedReferenceEnrolsNobody(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	e.post("/v1/partners/fuelco/earns", e.fuel, "u-1", map[string]any{"member": map[string]string{"card": "3001"}, "amount": "10.00", "currency": "RUB", "reference": "k1"}).
+		want(t, http.StatusCreated)
+	members := e.memberCount()
+	e.post("/v1/partners/fuelco/earns", e.fuel, "u-2", map[string]any{"member": map[string]string{"card": "3002"}, "amount": "10.00", "currency": "RUB", "reference": "k1"}).
+		wantError(t, http.StatusConflict, "duplicate_reference")
+	// The refusal is the key's first answer, as the writer's would be.
+	again := e.post("/v1/partners/fuelco/earns", e.fuel, "u-2", map[string]any{"member": map[string]string{"card": "3002"}, "amount": "10.00", "currency": "RUB", "reference": "k1"})
+	again.wantError(t, http.StatusConflict, "duplicate_reference")
+	if again.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("the refusal was not stored as the key's answer")
+	}
+	r := e.post("/v1/partners/fuelco/batch", e.fuel, "unused", map[string]any{"items": []map[string]any{
+		{"type": "earn", "idempotency_key": "u-3", "body": map[string]any{"member": map[string]string{"card": "3003"}, "amount": "10.00", "currency": "RUB", "reference": "k1"}},
+		{"type": "earn", "idempotency_key": "u-4", "body": map[string]any{"member": map[string]string{"card": "3004"}, "amount": "10.00", "currency": "RUB", "reference": "k2"}},
+	}}).want(t, http.StatusOK)
+	if !strings.Contains(string(r.Body), `"status":409`) || !strings.Contains(string(r.Body), `"status":201`) {
+		t.Fatalf("batch: %s", r.Body)
+	}
+	if got, want := e.memberCount(), members+1; got != want {
+		t.Fatalf("members = %d, want %d: only card 3004 is new", got, want)
+	}
+}

@@ -19,6 +19,13 @@ type Window struct {
 // DefaultWindow is DESIGN's business-time window: seven days back, five minutes ahead.
 var DefaultWindow = Window{Past: 7 * 24 * time.Hour, Future: 5 * time.Minute}
 
+// DuplicateReference is the refusal of an entry whose reference its partner already used
+// for an entry of its kind.
+func DuplicateReference(partner string, kind EntryKind, reference string) *Error {
+	return Errorf(CodeDuplicateReference, "reference %q was already used by partner %s for an entry of kind %s", reference, partner, kind).
+		With("reference", reference)
+}
+
 // Check refuses a business time outside the window around now; an import (imported) may
 // lie any distance in the past.
 func (w Window) Check(businessTime, now time.Time, imported bool) *Error {
@@ -281,7 +288,7 @@ func (b *books) plan(e *Entry) (*planned, *Error) {
 		return nil, err
 	}
 	if e.Reference != "" && b.references[referenceKey(e.Partner, e.Kind, e.Reference)] {
-		return nil, Errorf(CodeDuplicateReference, "reference %q was already used by partner %s for an entry of kind %s", e.Reference, e.Partner, e.Kind).With("reference", e.Reference)
+		return nil, DuplicateReference(e.Partner, e.Kind, e.Reference)
 	}
 	meta, err := e.canonicalMeta()
 	if err != nil {

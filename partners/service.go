@@ -355,6 +355,7 @@ func (s *Service) PriceEntries(ctx context.Context, items []PriceItem) ([]Priced
 				continue
 			}
 			l.enrol, l.durable = p.newErr == nil, !p.newPrice.Points.IsPositive()
+			l.partner, l.reference = it.Request.Partner, it.Earn.Reference
 		}
 		lookups, lookupOf = append(lookups, l), append(lookupOf, i)
 	}
@@ -404,6 +405,8 @@ func (s *Service) priceEarn(ctx context.Context, r Request, in EarnInput, bt tim
 	newPrice Price, newErr error, m resolvedMember) Priced {
 	price := newPrice
 	switch {
+	case m.usedReference:
+		return Priced{Err: ledger.DuplicateReference(r.Partner, ledger.EntryEarn, in.Reference)}
 	case m.ID == "" && newErr == nil:
 		// resolveMembers enrols every unknown phone or card whose new price stands.
 		return Priced{Err: fmt.Errorf("earn for %s: the member was neither found nor enrolled", in.Member)}

@@ -400,6 +400,8 @@ type resolvedMember struct {
 	Member
 	earned   decimal.Decimal
 	enrolled bool
+	// usedReference: unknown and not enrolled, because its earn's reference was used.
+	usedReference bool
 }
 
 // memberLookup is one request's member to resolve: the reference (normalised), the
@@ -409,6 +411,9 @@ type memberLookup struct {
 	ref            MemberRef
 	from, to       string
 	enrol, durable bool
+	// partner and reference are an enrolling earn's: a phone or card is not enrolled for
+	// an earn whose reference the partner already used, which is refused anyway.
+	partner, reference string
 }
 
 // The member look-ups, one per identifier, each by its own unique index (no OR for the
@@ -426,10 +431,17 @@ const (
 	// enrolMembers inserts the new members whose phone or card nobody holds yet, in the
 	// order given (sorted, so that two requests enrolling the same cards never wait on
 	// each other crosswise); a phone or card enrolled meanwhile is left out.
+	// A member is not enrolled for an earn whose reference ($5, of partner $4; '' for
+	// none) the partner already used: the earn would be refused as a duplicate.
 	enrolMembers = `INSERT INTO members (id, phone, card)
-		SELECT n.id, NULLIF(n.phone, ''), NULLIF(n.card, '') FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS n(id, phone, card, i)
+		SELECT n.id, NULLIF(n.phone, ''), NULLIF(n.card, '')
+		  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS n(id, phone, card, partner, ref, i)
+		 WHERE n.ref = '' OR NOT EXISTS (SELECT 1 FROM entries e WHERE e.partner_id = n.partner AND e.kind = 'earn' AND e.reference = n.ref)
 		 ORDER BY n.i
 		ON CONFLICT DO NOTHING RETURNING id, phone, card, created_at`
+	// usedEarnReferences are the earn references of $2 (of partners $1) already used.
+	usedEarnReferences = `SELECT n.partner, n.ref FROM unnest($1::text[], $2::text[]) AS n(partner, ref)
+		 WHERE n.ref <> '' AND EXISTS (SELECT 1 FROM entries e WHERE e.partner_id = n.partner AND e.kind = 'earn' AND e.reference = n.ref)`
 )
 
 // maxResolveTries bounds the look-ups of a phone or card that another request enrols
@@ -504,6 +516,10 @@ func (s *Store) resolveOnce(ctx context.Context, lookups []memberLookup, todo []
 		"card":  {sql: findMembersByCard, at: map[window]int{}},
 	}
 	enrol := map[memberKey]bool{}
+	// The reference of the earns that enrol each key, when they all name the same one:
+	// the key is enrolled only if that reference is still free.
+	type usedRef struct{ partner, reference string }
+	onlyRef := map[memberKey]usedRef{}
 	durable := false
 	for _, i := range todo {
 		l := lookups[i]
@@ -515,6 +531,11 @@ func (s *Store) resolveOnce(ctx context.Context, lookups []memberLookup, todo []
 			col.values, col.from, col.to = append(col.values, k.value), append(col.from, l.from), append(col.to, l.to)
 		}
 		if l.enrol && k.column != "id" {
+			r := usedRef{l.partner, l.reference}
+			if prev, ok := onlyRef[k]; ok && prev != r {
+				r = usedRef{}
+			}
+			onlyRef[k] = r
 			enrol[k] = true
 			durable = durable || l.durable
 		}
@@ -556,6 +577,7 @@ func (s *Store) resolveOnce(ctx context.Context, lookups []memberLookup, todo []
 		})
 	}
 	enrolled := map[memberKey]Member{}
+	taken := map[usedRef]bool{}
 	if len(enrol) > 0 {
 		keys := make([]memberKey, 0, len(enrol))
 		for k := range enrol {
@@ -568,6 +590,8 @@ func (s *Store) resolveOnce(ctx context.Context, lookups []memberLookup, todo []
 			return keys[i].value < keys[j].value
 		})
 		ids, phones, cards := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys))
+		refPartners, refs := make([]string, len(keys)), make([]string, len(keys))
+		anyRef := false
 		for i, k := range keys {
 			ids[i] = ulid.Make().String()
 			if k.column == "phone" {
@@ -575,8 +599,20 @@ func (s *Store) resolveOnce(ctx context.Context, lookups []memberLookup, todo []
 			} else {
 				cards[i] = k.value
 			}
+			refPartners[i], refs[i] = onlyRef[k].partner, onlyRef[k].reference
+			anyRef = anyRef || refs[i] != ""
 		}
-		b.Queue(enrolMembers, ids, phones, cards).Query(func(rows pgx.Rows) error {
+		if anyRef {
+			b.Queue(usedEarnReferences, refPartners, refs).Query(func(rows pgx.Rows) error {
+				var r usedRef
+				_, err := pgx.ForEachRow(rows, []any{&r.partner, &r.reference}, func() error {
+					taken[r] = true
+					return nil
+				})
+				return err
+			})
+		}
+		b.Queue(enrolMembers, ids, phones, cards, refPartners, refs).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var m Member
 				var phone, card *string
@@ -613,7 +649,12 @@ func (s *Store) resolveOnce(ctx context.Context, lookups []memberLookup, todo []
 			out[i] = resolvedMember{Member: m, earned: decimal.Zero, enrolled: true}
 			continue
 		}
-		if enrol[k] {
+		if enrol[k] && l.enrol && taken[onlyRef[k]] {
+			// Not enrolled: the earn's reference is used, and the writer would refuse it.
+			out[i] = resolvedMember{usedReference: true}
+			continue
+		}
+		if enrol[k] && !taken[onlyRef[k]] {
 			// Enrolled by another request after the look-up: look it up again.
 			again = append(again, i)
 			continue
