@@ -436,12 +436,19 @@ const (
 	enrolMembers = `INSERT INTO members (id, phone, card)
 		SELECT n.id, NULLIF(n.phone, ''), NULLIF(n.card, '')
 		  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS n(id, phone, card, partner, ref, i)
-		 WHERE n.ref = '' OR NOT EXISTS (SELECT 1 FROM entries e WHERE e.partner_id = n.partner AND e.kind = 'earn' AND e.reference = n.ref)
+		  LEFT JOIN LATERAL (` + usedReference + `) u ON true
+		 WHERE u.used IS NULL
 		 ORDER BY n.i
 		ON CONFLICT DO NOTHING RETURNING id, phone, card, created_at`
 	// usedEarnReferences are the earn references of $2 (of partners $1) already used.
 	usedEarnReferences = `SELECT n.partner, n.ref FROM unnest($1::text[], $2::text[]) AS n(partner, ref)
-		 WHERE n.ref <> '' AND EXISTS (SELECT 1 FROM entries e WHERE e.partner_id = n.partner AND e.kind = 'earn' AND e.reference = n.ref)`
+		 CROSS JOIN LATERAL (` + usedReference + `) u`
+	// usedReference finds n's reference among the partner's earns, by the unique index.
+	// Written as a LATERAL look-up so that the plan is a look-up per reference whatever
+	// the size of entries when the connection first planned it (a generic plan made while
+	// entries was small hashed all of it, and kept doing so as it grew).
+	usedReference = `SELECT true AS used FROM entries e
+		 WHERE n.ref <> '' AND e.partner_id = n.partner AND e.kind = 'earn' AND e.reference = n.ref LIMIT 1`
 )
 
 // maxResolveTries bounds the look-ups of a phone or card that another request enrols
