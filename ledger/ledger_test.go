@@ -576,3 +576,38 @@ func TestEarnedDaysForTiers(t *testing.T) {
 		t.Fatalf("earned on 3 March = %s, want 0", got)
 	}
 }
+
+func TestPointsPastTheirExpiryCannotBeSpentBeforeTheJobRuns(t *testing.T) {
+	t.Parallel()
+	l, c := open(t)
+	ctx := context.Background()
+	m := "01J0000000000000000000EXP1"
+	mustPost(t, l, earnExpiring(m, "fuel", "500", t0.Add(time.Hour)))
+	mustPost(t, l, earn(m, "shop", "100", ""))
+	c.advance(2 * time.Hour) // past the fuel lot's expiry; the expiry job has not run
+	late := redeem(m, "web", "400", "0.9", "")
+	late.BusinessTime = c.Now()
+	if _, err := l.PostOne(ctx, late); ledger.ErrorCode(err) != ledger.CodeInsufficientPoints {
+		t.Fatalf("redeeming expired points: %v, want insufficient_points", err)
+	}
+	// The unexpired lot still pays, and only it.
+	ok := redeem(m, "web", "100", "0.9", "")
+	ok.BusinessTime = c.Now()
+	p := mustPost(t, l, ok)
+	if len(p.Movements) != 1 || p.Movements[0].Issuer != "shop" {
+		t.Fatalf("movements %+v, want the shop lot alone", p.Movements)
+	}
+	// A redemption dated before the expiry (a till that was offline) may still use it.
+	early := redeem(m, "web", "50", "0.9", "")
+	early.BusinessTime = t0.Add(30 * time.Minute)
+	if p := mustPost(t, l, early); len(p.Movements) != 1 || p.Movements[0].Issuer != "fuel" {
+		t.Fatalf("movements %+v, want the fuel lot", p.Movements)
+	}
+	// The job then expires what is left of it.
+	if n, err := l.ExpireDue(ctx, c.Now(), nil); err != nil || n != 1 {
+		t.Fatalf("expiry job: %d, %v", n, err)
+	}
+	if b, _ := l.Balance(ctx, "partner:fuel:expired"); !b.Equal(d("-450")) {
+		t.Fatalf("partner:fuel:expired %s, want -450", b)
+	}
+}

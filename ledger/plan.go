@@ -118,12 +118,23 @@ func (m *memberState) hold(id string) *holdState {
 	return nil
 }
 
-func (m *memberState) available() decimal.Decimal {
+// available is what the member may spend at business time at: the points of its lots
+// that are neither held nor past their expiry, whether or not the expiry job has run.
+func (m *memberState) available(at time.Time) decimal.Decimal {
 	sum := decimal.Zero
 	for i := range m.lots {
-		sum = sum.Add(m.lots[i].Available())
+		sum = sum.Add(m.lots[i].spendable(at))
 	}
 	return sum
+}
+
+// spendable is the lot's available points at business time at: none once it has expired
+// (the expiry job turns them into breakage later; until then they may not be spent).
+func (l *lotState) spendable(at time.Time) decimal.Decimal {
+	if l.ExpiresAt != nil && !at.Before(*l.ExpiresAt) {
+		return decimal.Zero
+	}
+	return l.Available()
 }
 
 func lotBefore(a, b *lotState) bool {
@@ -447,8 +458,9 @@ type take struct {
 	points decimal.Decimal
 }
 
-// consumeLots takes up to points from the member's available lots, earliest expiry first,
-// skipping the lot named by skip, and records the movements.
+// consumeLots takes up to points from the member's available lots not yet expired at the
+// entry's business time, earliest expiry first, skipping the lot named by skip, and
+// records the movements.
 func (b *books) consumeLots(p *planned, m *memberState, points decimal.Decimal, consumer string, rate decimal.Decimal, reason, skip string) []take {
 	var takes []take
 	left := points
@@ -460,7 +472,7 @@ func (b *books) consumeLots(p *planned, m *memberState, points decimal.Decimal, 
 		if l.ID == skip {
 			continue
 		}
-		avail := l.Available()
+		avail := l.spendable(p.entry.BusinessTime)
 		if !avail.IsPositive() {
 			continue
 		}
@@ -531,7 +543,7 @@ func (b *books) repayDebts(p *planned, m *memberState) {
 		if !d.Outstanding.IsPositive() {
 			continue
 		}
-		avail := m.available()
+		avail := m.available(p.entry.BusinessTime)
 		if !avail.IsPositive() {
 			return
 		}
@@ -558,7 +570,7 @@ func (b *books) checkSpend(p *planned, m *memberState, points decimal.Decimal, c
 	if err := checkRate(rate); err != nil {
 		return err
 	}
-	if avail := m.available(); avail.LessThan(points) {
+	if avail := m.available(p.entry.BusinessTime); avail.LessThan(points) {
 		return Errorf(CodeInsufficientPoints, "the member has %s points available, %s were asked for", avail, points).
 			With("available", avail.String()).With("requested", points.String())
 	}
@@ -611,7 +623,7 @@ func (b *books) planReserve(p *planned, m *memberState, op Reserve) *Error {
 			break
 		}
 		l := &m.lots[i]
-		x := decimal.Min(l.Available(), left)
+		x := decimal.Min(l.spendable(p.entry.BusinessTime), left)
 		if !x.IsPositive() {
 			continue
 		}

@@ -47,6 +47,7 @@ type mHold struct {
 }
 
 type mMember struct {
+	now      func() time.Time // the business time of the entry being posted
 	balance  int64
 	held     int64
 	lots     []*mLot
@@ -60,11 +61,12 @@ type model struct {
 	redemptions []*mRedemption
 	holds       []*mHold
 	order       int
+	now         func() time.Time
 }
 
 func (m *model) member(id string) *mMember {
 	if m.members[id] == nil {
-		m.members[id] = &mMember{reversed: map[string]int64{}}
+		m.members[id] = &mMember{reversed: map[string]int64{}, now: m.now}
 	}
 	return m.members[id]
 }
@@ -84,10 +86,19 @@ func (mm *mMember) sorted() []*mLot {
 	return out
 }
 
+// spendable is what a lot may give at time now: nothing once past its expiry, even
+// before the expiry is posted.
+func (l *mLot) spendable(now time.Time) int64 {
+	if l.expiresAt != nil && !now.Before(*l.expiresAt) {
+		return 0
+	}
+	return l.remaining - l.held
+}
+
 func (mm *mMember) available() int64 {
 	var n int64
 	for _, l := range mm.lots {
-		n += l.remaining - l.held
+		n += l.spendable(mm.now())
 	}
 	return n
 }
@@ -98,10 +109,10 @@ func (mm *mMember) consume(n int64, skip *mLot) (taken int64, takes []mTake) {
 		if n == 0 {
 			break
 		}
-		if l == skip || l.remaining-l.held == 0 {
+		if l == skip || l.spendable(mm.now()) == 0 {
 			continue
 		}
-		x := min(n, l.remaining-l.held)
+		x := min(n, l.spendable(mm.now()))
 		l.remaining -= x
 		n -= x
 		taken += x
@@ -138,7 +149,7 @@ func TestLedgerAgainstModel(t *testing.T) {
 		defer pool.Close()
 		clk := newClock(t0)
 		l := ledger.New(pool, ledger.WithClock(clk.Now))
-		m := &model{members: map[string]*mMember{}}
+		m := &model{members: map[string]*mMember{}, now: clk.Now}
 
 		post := func(e ledger.Entry) (*ledger.Posted, ledger.Code) {
 			e.BusinessTime = clk.Now()
@@ -174,7 +185,7 @@ func TestLedgerAgainstModel(t *testing.T) {
 				h := &mHold{id: p.Hold.ID, member: member, held: pts, open: true, expiresAt: clk.Now().Add(time.Hour)}
 				n := pts
 				for _, l := range mm.sorted() {
-					x := min(n, l.remaining-l.held)
+					x := min(n, l.spendable(clk.Now()))
 					if x > 0 {
 						l.held += x
 						n -= x

@@ -175,11 +175,13 @@ coalition contracts list PARTNER`)
 		return withDB("", false, func(db *database.DB) error {
 			l := ledger.New(db.Pool)
 			now := time.Now()
-			n, err := l.ExpireDue(ctx, now, func(done int) { progress("expired %d lots so far", done) })
+			// Holds first: points a timed-out hold gives back to an expired lot then expire
+			// in the same run.
+			h, err := l.ReleaseExpiredHolds(ctx, now, func(done int) { progress("voided %d holds so far", done) })
 			if err != nil {
 				return err
 			}
-			h, err := l.ReleaseExpiredHolds(ctx, now, func(done int) { progress("voided %d holds so far", done) })
+			n, err := l.ExpireDue(ctx, now, func(done int) { progress("expired %d lots so far", done) })
 			if err != nil {
 				return err
 			}
