@@ -208,8 +208,10 @@ func tierDays(c Coalition, t time.Time) (from, to string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	day := t.In(loc)
-	return day.AddDate(0, 0, -365).Format(time.DateOnly), day.Format(time.DateOnly), nil
+	// Calendar arithmetic on the date alone: AddDate on a local time lands a day early
+	// when the date 365 days back has no midnight (a daylight-saving change at 00:00).
+	y, m, d := t.In(loc).Date()
+	return time.Date(y, m, d-365, 0, 0, 0, 0, time.UTC).Format(time.DateOnly), time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Format(time.DateOnly), nil
 }
 
 func metadata(m entryMeta) json.RawMessage {
