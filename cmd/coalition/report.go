@@ -154,7 +154,7 @@ func reportCommand(ctx context.Context, fs *flag.FlagSet, args []string,
 			out.row("position", "entry", "kind", "partner", "reference", "business_time", "recorded_at", "points", "held", "balance", "held_balance",
 				"lot", "issuer", "lot_points", "consumer", "reason")
 			tail, err := r.MemberStatement(ctx, m.ID, fromPos, toPos, func(h audit.MemberHead) error {
-				out.row(strconv.FormatInt(h.From-1, 10), "", "opening", "", "", "", "", "", "", h.Opening, h.OpeningHeld)
+				out.row(strconv.FormatInt(h.From-1, 10), "", "opening", "", "", "", "", "", "", h.Opening, h.OpeningHeld, "", "", "", "", "")
 				return nil
 			}, func(l audit.MemberLine) error {
 				base := []string{strconv.FormatInt(l.Position, 10), l.Entry, string(l.Kind), l.Partner, l.Reference,
@@ -171,7 +171,7 @@ func reportCommand(ctx context.Context, fs *flag.FlagSet, args []string,
 			if err != nil {
 				return err
 			}
-			out.row("", "", "closing", "", "", "", "", "", "", tail.Closing, tail.ClosingHeld)
+			out.row("", "", "closing", "", "", "", "", "", "", tail.Closing, tail.ClosingHeld, "", "", "", "", "") // as wide as the header
 			return out.flush()
 
 		case "roll-forward":
