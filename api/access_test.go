@@ -94,6 +94,10 @@ func init() {
 		accessRow{route: "POST /v1/members", path: fixed("/v1/members"),
 			body: func(m *matrix) string { return fmt.Sprintf(`{"card": %q}`, card(m)) },
 			want: [principalCount]int{201, 403, 201, 201, 401}},
+		accessRow{route: "POST /v1/members/:member/awards", header: key,
+			path: func(m *matrix) string { return "/v1/members/" + m.member() + "/awards" },
+			body: func(m *matrix) string { return `{"points": "5", "reason": "goodwill"}` },
+			want: [principalCount]int{201, 403, 403, 403, 401}},
 		accessRow{route: "POST /v1/partners/:partner/earns", path: fixed("/v1/partners/alpha/earns"), header: key,
 			body: func(m *matrix) string {
 				return fmt.Sprintf(`{"member": {"card": %q}, "amount": "10.00", "currency": "USD"}`, card(m))

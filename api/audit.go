@@ -198,11 +198,7 @@ func (s *Server) memberStatement(c echo.Context) error {
 		return writeError(c, err)
 	}
 	ctx := c.Request().Context()
-	raw, err := pathParam(c, "member")
-	if err != nil {
-		return writeError(c, err)
-	}
-	ref, err := partners.ParseMemberRef(raw)
+	ref, err := memberParam(c)
 	if err != nil {
 		return writeError(c, err)
 	}

@@ -121,6 +121,16 @@ func knownQuery(c echo.Context, names ...string) error {
 	return nil
 }
 
+// memberParam reads the {member} of a path: an id, phone:+E164 or card:N, percent-encoded
+// or not.
+func memberParam(c echo.Context) (partners.MemberRef, error) {
+	raw, err := pathParam(c, "member")
+	if err != nil {
+		return partners.MemberRef{}, err
+	}
+	return partners.ParseMemberRef(raw)
+}
+
 // hasNUL reports whether JSON text holds a NUL character, which it can only as the escape
 // \u0000 (a raw NUL byte is not valid JSON, and the decoder refuses it).
 func hasNUL(text []byte) bool {

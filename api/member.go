@@ -1,10 +1,13 @@
 package api
 
 import (
+	"errors"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/coalitionledger/coalition/ledger"
 	"github.com/coalitionledger/coalition/partners"
 )
 
@@ -29,4 +32,61 @@ func (s *Server) enrol(c echo.Context) error {
 		return writeError(c, err)
 	}
 	return c.JSON(http.StatusCreated, m)
+}
+
+// awardJSON is the body of POST /v1/members/{member}/awards.
+type awardJSON struct {
+	Points       string     `json:"points"`
+	Reason       string     `json:"reason"`
+	ExpiryDays   *int       `json:"expiry_days"`
+	BusinessTime *time.Time `json:"business_time"`
+	Reference    string     `json:"reference"`
+}
+
+// award gives a member points from the operator (a bonus, goodwill): 201 with the entry
+// and the member's balance. It needs an Idempotency-Key, scoped to the operator: a retry
+// gets the first answer, and the same key with another body is a 409.
+func (s *Server) award(c echo.Context) error {
+	body, err := readBody(c)
+	if err != nil {
+		return writeError(c, err)
+	}
+	r, err := s.idempotency(c, ledger.OperatorIssuer, body)
+	if err != nil {
+		return writeError(c, err)
+	}
+	var in awardJSON
+	if err := decodeBytes(body, &in); err != nil {
+		return writeError(c, err)
+	}
+	ref, err := memberParam(c)
+	if err != nil {
+		return writeError(c, err)
+	}
+	sc, err := s.scales(c)
+	if err != nil {
+		return writeError(c, err)
+	}
+	pts, err := part(sc.points, "points", in.Points)
+	if err != nil {
+		return writeError(c, err)
+	}
+	if in.Points == "" {
+		return writeError(c, ledger.Errorf(ledger.CodeInvalid, "points is required").With("field", "points"))
+	}
+	res, err := s.service().Award(c.Request().Context(), r.IdempotencyKey, r.RequestHash, partners.AwardInput{
+		Member: ref, Points: pts, Reason: in.Reason, ExpiryDays: in.ExpiryDays, BusinessTime: in.BusinessTime, Reference: in.Reference})
+	if err != nil {
+		var lerr *ledger.Error
+		if errors.As(err, &lerr) && lerr.Replayed() {
+			c.Response().Header().Set("Idempotent-Replayed", "true")
+		}
+		return writeError(c, err)
+	}
+	if res.Replayed {
+		c.Response().Header().Set("Idempotent-Replayed", "true")
+	} else {
+		s.countEntry(string(ledger.EntryAward))
+	}
+	return c.JSON(http.StatusCreated, res)
 }

@@ -85,7 +85,7 @@ func (s *Server) partnerWrite(op operation) echo.HandlerFunc {
 func (s *Server) idempotency(c echo.Context, partner string, body []byte) (partners.Request, error) {
 	key := c.Request().Header.Get("Idempotency-Key")
 	if key == "" {
-		return partners.Request{}, ledger.Errorf(CodeIdempotencyKeyRequired, "partner writes need an Idempotency-Key header (a unique string per request, reused on retries)")
+		return partners.Request{}, ledger.Errorf(CodeIdempotencyKeyRequired, "this write needs an Idempotency-Key header (a unique string per request, reused on retries)")
 	}
 	if len(key) > ledger.MaxTextLength {
 		return partners.Request{}, ledger.Errorf(ledger.CodeInvalid, "Idempotency-Key is limited to %d bytes", ledger.MaxTextLength)
@@ -878,11 +878,7 @@ func (s *Server) member(c echo.Context) error {
 	if err := s.authorisePartnerRead(c, c.Param("partner")); err != nil {
 		return writeError(c, err)
 	}
-	raw, err := pathParam(c, "member")
-	if err != nil {
-		return writeError(c, err)
-	}
-	ref, err := partners.ParseMemberRef(raw)
+	ref, err := memberParam(c)
 	if err != nil {
 		return writeError(c, err)
 	}

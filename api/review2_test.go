@@ -353,3 +353,46 @@ func TestAnEarnWithAUsedReferenceEnrolsNobody(t *testing.T) {
 		t.Fatalf("members = %d, want %d: only card 3004 is new", got, want)
 	}
 }
+
+func TestTheOperatorAwardsPoints(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	var earned earnAnswer
+	e.post("/v1/partners/fuelco/earns", e.fuel, "e-1", map[string]any{"member": map[string]string{"card": "77"}, "amount": "100.00", "currency": "RUB"}).
+		want(t, http.StatusCreated).decode(t, &earned) // 10 points
+	path := "/v1/members/card:77/awards"
+	body := map[string]any{"points": "50", "reason": "sorry for the queue", "expiry_days": 30}
+	var a struct {
+		Entry  struct{ ID string }
+		Points string
+		Reason string
+		Member struct{ ID, Balance string }
+		Lot    struct {
+			ID        string
+			ExpiresAt *time.Time `json:"expires_at"`
+		}
+	}
+	first := e.request(http.MethodPost, path, e.operator, body, "Idempotency-Key", "goodwill-1").want(t, http.StatusCreated)
+	first.decode(t, &a)
+	if a.Points != "50" || a.Reason != "sorry for the queue" || a.Member.ID != earned.Member.ID || a.Member.Balance != "60" || a.Lot.ExpiresAt == nil {
+		t.Fatalf("award: %s", first.Body)
+	}
+	again := e.request(http.MethodPost, path, e.operator, body, "Idempotency-Key", "goodwill-1").want(t, http.StatusCreated)
+	if again.Header.Get("Idempotent-Replayed") != "true" || string(again.Body) != string(first.Body) {
+		t.Fatalf("replay: %s", again.Body)
+	}
+	e.request(http.MethodPost, path, e.operator, map[string]any{"points": "51", "reason": "x"}, "Idempotency-Key", "goodwill-1").
+		wantError(t, http.StatusConflict, "idempotency_conflict")
+	e.request(http.MethodPost, path, e.operator, map[string]any{"points": "5"}, "Idempotency-Key", "g-2").wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+	e.request(http.MethodPost, path, e.operator, map[string]any{"points": "0", "reason": "x"}, "Idempotency-Key", "g-3").wantError(t, http.StatusUnprocessableEntity, "invalid_amount")
+	e.request(http.MethodPost, path, e.operator, body).wantError(t, http.StatusBadRequest, "idempotency_key_required")
+	e.request(http.MethodPost, "/v1/members/card:nobody/awards", e.operator, body, "Idempotency-Key", "g-4").wantError(t, http.StatusNotFound, "not_found")
+	e.request(http.MethodPost, path, e.auditor, body, "Idempotency-Key", "g-5").wantError(t, http.StatusForbidden, "forbidden")
+	e.request(http.MethodPost, path, e.fuel, body, "Idempotency-Key", "g-6").wantError(t, http.StatusForbidden, "forbidden")
+	// Spent at the grocer, the award's points are the operator's to pay for.
+	e.post("/v1/partners/grocer/redemptions", e.grocer, "r-1", map[string]any{"member": map[string]string{"card": "77"}, "points": "20", "purchase_amount": "1000.00"}).
+		want(t, http.StatusCreated)
+	if b, err := e.ledger.Balance(context.Background(), "operator:awards"); err != nil || !b.IsPositive() {
+		t.Fatalf("operator:awards = %s, %v; want the value of the award points taken", b, err)
+	}
+}

@@ -174,7 +174,8 @@ func (s *Server) registerRoutes() {
 	v1.GET("/partners", s.listPartners, reader)
 	v1.POST("/keys", s.createKey, operator)
 	v1.DELETE("/keys/:key", s.revokeKey, operator)
-	v1.POST("/members", s.enrol, s.idempotentWrite) // member.go: the operator or a partner
+	v1.POST("/members", s.enrol, s.idempotentWrite)       // member.go: the operator or a partner
+	v1.POST("/members/:member/awards", s.award, operator) // member.go
 
 	g := v1.Group("/partners/:partner")
 	g.GET("", s.getPartner) // the operator, an auditor, or the partner itself

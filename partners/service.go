@@ -111,6 +111,7 @@ type EarnResult struct {
 type entryMeta struct {
 	// Client is the partner's own metadata of the request, kept as it sent it.
 	Client     json.RawMessage  `json:"client,omitempty"`
+	Award      *awardMeta       `json:"award,omitempty"`
 	Pricing    *Price           `json:"pricing,omitempty"`
 	Redemption *RedemptionPrice `json:"redemption,omitempty"`
 	Returned   *decimal.Decimal `json:"returned_amount,omitempty"`
