@@ -9,8 +9,9 @@ import (
 // maxResolveTrips is how many member round trips a store runs at once. The requests that
 // arrive while they are all in flight ride together in the next one: each round trip is a
 // transaction of its own, and at a till's rate most of its cost is the transaction, not
-// the look-up.
-const maxResolveTrips = 2
+// the look-up. Two posted as many earns at the peak but doubled the median latency at
+// half of it (docs/BENCHMARKS.md).
+const maxResolveTrips = 4
 
 // resolveTimeout bounds a shared round trip: it serves several requests, so no one
 // request's cancellation stops it.
