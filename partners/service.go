@@ -369,6 +369,13 @@ func (s *Service) PriceEntries(ctx context.Context, items []PriceItem) ([]Priced
 	if err != nil {
 		return nil, err
 	}
+	// The points each member earns in this run, by business day: a later earn's tier counts
+	// the ones on its tier's days, as it would had they been posted one by one.
+	type dayPoints struct {
+		day    string
+		points decimal.Decimal
+	}
+	earnedInRun := map[string][]dayPoints{}
 	for j, m := range members {
 		i := lookupOf[j]
 		if items[i].Earn != nil {
@@ -376,8 +383,18 @@ func (s *Service) PriceEntries(ctx context.Context, items []PriceItem) ([]Priced
 				out[i].Err = ledger.Errorf(ledger.CodeNotFound, "no member is known by %s", lookups[j].ref)
 				continue
 			}
+			for _, dp := range earnedInRun[m.ID] {
+				if dp.day >= lookups[j].from && dp.day < lookups[j].to {
+					m.earned, m.enrolled = m.earned.Add(dp.points), false // priced on its tier, not as new
+				}
+			}
 			out[i] = s.priceEarn(ctx, items[i].Request, *items[i].Earn, plans[i].bt, plans[i].c, plans[i].k, plans[i].version,
 				plans[i].newPrice, plans[i].newErr, m)
+			if e := out[i].Entry; e != nil && m.ID != "" {
+				if loc, err := plans[i].c.Location(); err == nil {
+					earnedInRun[m.ID] = append(earnedInRun[m.ID], dayPoints{e.BusinessTime.In(loc).Format(time.DateOnly), e.Op.(ledger.Issue).Points})
+				}
+			}
 			continue
 		}
 		in := items[i].Redeem

@@ -230,3 +230,31 @@ func TestHoldCaptureAtTheHoldsPrice(t *testing.T) {
 }
 
 func itoa(i int) string { return decimal.NewFromInt(int64(i)).String() }
+
+func TestABatchPricesTiersAsItsEarnsOneByOne(t *testing.T) {
+	t.Parallel()
+	f := newCoalition(t)
+	ctx := context.Background()
+	yesterday := f.now
+	f.now = f.now.Add(24 * time.Hour)
+	dave := partners.MemberRef{Card: "6"}
+	// Yesterday's 10,000 RUB (1000 points) makes dave gold for today's earn in the same
+	// batch, as it would if the two were sent one after the other.
+	priced, err := f.svc.PriceEntries(ctx, []partners.PriceItem{
+		{Request: f.req("fuelco", "b1"), Earn: &partners.EarnInput{Member: dave, BusinessTime: &yesterday, Purchase: partners.Purchase{Amount: dec("10000"), Currency: "RUB"}}},
+		{Request: f.req("fuelco", "b2"), Earn: &partners.EarnInput{Member: dave, Purchase: partners.Purchase{Amount: dec("100"), Currency: "RUB"}}},
+		{Request: f.req("fuelco", "b3"), Earn: &partners.EarnInput{Member: dave, BusinessTime: &yesterday, Purchase: partners.Purchase{Amount: dec("100"), Currency: "RUB"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	points := func(p partners.Priced) string {
+		if p.Err != nil || p.Entry == nil {
+			t.Fatalf("priced: %+v", p)
+		}
+		return p.Entry.Op.(ledger.Issue).Points.String()
+	}
+	if got := []string{points(priced[0]), points(priced[1]), points(priced[2])}; got[0] != "1000" || got[1] != "15" || got[2] != "10" {
+		t.Fatalf("points %v, want 1000, 15 (gold today) and 10 (yesterday's tier is basic)", got)
+	}
+}
