@@ -325,3 +325,72 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
 	return hex.EncodeToString(b)
 }
+
+// AssertPlannedByKey fails the test unless query, planned as the writer plans it (generic
+// plans, no sequential scans: pg.PlanByKey) in the test's fresh and so nearly empty
+// database, reaches every table by an index condition. A generic plan made while a table
+// is small is kept as the table grows; one that scans a whole index then costs more on
+// every call. args fill the query's parameters for EXPLAIN.
+func AssertPlannedByKey(t testing.TB, pool *pgxpool.Pool, query string, args ...any) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatalf("pgtest: begin: %v", err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, pg.PlanByKey); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	// A prepared statement outlives the transaction: one name per call, dropped after.
+	name := "pgtest_plan_" + strconv.FormatInt(planCount.Add(1), 10)
+	if _, err := tx.Exec(ctx, "PREPARE "+name+" AS "+query); err != nil {
+		t.Fatalf("pgtest: prepare: %v", err)
+	}
+	defer tx.Exec(ctx, "DEALLOCATE "+name)
+	params := make([]string, len(args))
+	for i := range args {
+		params[i] = "$" + strconv.Itoa(i+1)
+	}
+	var plan []struct{ Plan planNode }
+	// EXPLAIN takes no parameters of its own: the client writes args into the text.
+	explain := "EXPLAIN (FORMAT JSON) EXECUTE " + name + "(" + strings.Join(params, ", ") + ")"
+	if err := tx.QueryRow(ctx, explain, append([]any{pgx.QueryExecModeSimpleProtocol}, args...)...).Scan(&plan); err != nil {
+		t.Fatalf("pgtest: explain: %v", err)
+	}
+	for _, p := range plan {
+		if bad := p.Plan.scanWithoutKey(); bad != "" {
+			t.Errorf("the generic plan of %s\nreads %s", query, bad)
+		}
+	}
+}
+
+// planCount names AssertPlannedByKey's prepared statements.
+var planCount atomic.Int64
+
+// planNode is a node of EXPLAIN (FORMAT JSON).
+type planNode struct {
+	NodeType  string     `json:"Node Type"`
+	Relation  string     `json:"Relation Name"`
+	Index     string     `json:"Index Name"`
+	IndexCond string     `json:"Index Cond"`
+	Plans     []planNode `json:"Plans"`
+}
+
+// scanWithoutKey describes the first scan of a table or an index with no index condition.
+func (n planNode) scanWithoutKey() string {
+	switch n.NodeType {
+	case "Seq Scan":
+		return "all of " + n.Relation
+	case "Index Scan", "Index Only Scan", "Bitmap Index Scan":
+		if n.IndexCond == "" {
+			return "all of index " + n.Index
+		}
+	}
+	for _, c := range n.Plans {
+		if bad := c.scanWithoutKey(); bad != "" {
+			return bad
+		}
+	}
+	return ""
+}

@@ -2,6 +2,7 @@ package pgtest_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -106,5 +107,45 @@ func TestAdminURL(t *testing.T) {
 	}
 	if !strings.HasPrefix(cfg.Database, "t_") {
 		t.Fatalf("test database name %q", cfg.Database)
+	}
+}
+
+// recorder is a testing.TB that keeps the failures it is told of.
+type recorder struct {
+	testing.TB
+	failed []string
+}
+
+func (r *recorder) Helper() {}
+func (r *recorder) Errorf(format string, args ...any) {
+	r.failed = append(r.failed, fmt.Sprintf(format, args...))
+}
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.TB.Fatalf(format, args...)
+}
+
+func TestAssertPlannedByKey(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Pool(t)
+	args := []any{[]string{"p1", "p2"}, []string{"earn", "earn"}, []string{"r1", "r2"}}
+	// The writer's reference look-up before it was written as a LATERAL look-up: planned
+	// generic on an empty journal, it hashed all of the reference index.
+	r := &recorder{TB: t}
+	pgtest.AssertPlannedByKey(r, pool, `SELECT partner_id, kind, reference FROM entries
+		WHERE (partner_id, kind, reference) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))`, args...)
+	if len(r.failed) != 1 || !strings.Contains(r.failed[0], "entries_reference_idx") {
+		t.Errorf("the IN (unnest) look-up: failures %q, want one naming entries_reference_idx", r.failed)
+	}
+	r = &recorder{TB: t}
+	pgtest.AssertPlannedByKey(r, pool, `SELECT n.ref FROM unnest($1::text[], $2::text[], $3::text[]) AS n(partner, kind, ref)
+		CROSS JOIN LATERAL (SELECT FROM entries e
+		 WHERE e.partner_id = n.partner AND e.kind = n.kind AND e.reference = n.ref LIMIT 1) u`, args...)
+	if len(r.failed) != 0 {
+		t.Errorf("the LATERAL look-up: failures %q, want none", r.failed)
+	}
+	r = &recorder{TB: t}
+	pgtest.AssertPlannedByKey(r, pool, `SELECT count(*) FROM entries WHERE kind = $1`, "earn")
+	if len(r.failed) != 1 {
+		t.Errorf("a count of all earns: failures %q, want one", r.failed)
 	}
 }
