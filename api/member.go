@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"net/http"
 	"time"
 
@@ -45,7 +44,7 @@ type awardJSON struct {
 
 // award gives a member points from the operator (a bonus, goodwill): 201 with the entry
 // and the member's balance. It needs an Idempotency-Key, scoped to the operator: a retry
-// gets the first answer, and the same key with another body is a 409.
+// gets the first answer, a refusal included, and the same key with another body is a 409.
 func (s *Server) award(c echo.Context) error {
 	body, err := readBody(c)
 	if err != nil {
@@ -55,38 +54,42 @@ func (s *Server) award(c echo.Context) error {
 	if err != nil {
 		return writeError(c, err)
 	}
+	status, answer, err := s.runOnce(c, r, body, s.awardOp)
+	if err != nil {
+		return writeError(c, err)
+	}
+	if c.Response().Header().Get("Idempotent-Replayed") == "" {
+		s.countEntry(string(ledger.EntryAward))
+	}
+	return c.JSON(status, answer)
+}
+
+// awardOp decides an award: the operation under runOnce, which stores its refusal as
+// the key's first answer.
+func (s *Server) awardOp(c echo.Context, r partners.Request, body []byte) (int, any, error) {
 	var in awardJSON
 	if err := decodeBytes(body, &in); err != nil {
-		return writeError(c, err)
+		return 0, nil, err
 	}
 	ref, err := memberParam(c)
 	if err != nil {
-		return writeError(c, err)
+		return 0, nil, err
 	}
 	sc, err := s.scales(c)
 	if err != nil {
-		return writeError(c, err)
+		return 0, nil, err
 	}
 	pts, err := part(sc.points, "points", in.Points)
 	if err != nil {
-		return writeError(c, err)
+		return 0, nil, err
 	}
 	if in.Points == "" {
-		return writeError(c, ledger.Errorf(ledger.CodeInvalid, "points is required").With("field", "points"))
+		return 0, nil, ledger.Errorf(ledger.CodeInvalid, "points is required").With("field", "points")
 	}
 	res, err := s.service().Award(c.Request().Context(), r.IdempotencyKey, r.RequestHash, partners.AwardInput{
 		Member: ref, Points: pts, Reason: in.Reason, ExpiryDays: in.ExpiryDays, BusinessTime: in.BusinessTime, Reference: in.Reference})
 	if err != nil {
-		var lerr *ledger.Error
-		if errors.As(err, &lerr) && lerr.Replayed() {
-			c.Response().Header().Set("Idempotent-Replayed", "true")
-		}
-		return writeError(c, err)
+		return 0, nil, err
 	}
-	if res.Replayed {
-		c.Response().Header().Set("Idempotent-Replayed", "true")
-	} else {
-		s.countEntry(string(ledger.EntryAward))
-	}
-	return c.JSON(http.StatusCreated, res)
+	return http.StatusCreated, res, nil
 }

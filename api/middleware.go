@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"github.com/oklog/ulid/v2"
@@ -46,13 +48,23 @@ func requestID(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// refuseNUL refuses a request whose path or query holds a NUL character (%00): no name,
-// id or reference may hold one, and the database cannot store one.
-func refuseNUL(next echo.HandlerFunc) echo.HandlerFunc {
+// refuseBadText refuses a request whose path, query or Idempotency-Key holds a NUL
+// character (%00) or bytes that are not UTF-8 (%FF): no name, id, key or reference may
+// hold them, and the database cannot store them. Refused here, such text never reaches
+// a round trip that other requests share, which the database would fail as a whole.
+func refuseBadText(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		u := c.Request().URL
-		if strings.ContainsRune(u.Path, 0) || strings.Contains(u.RawQuery, "%00") {
-			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "the path and query may not contain NUL characters (%%00)"))
+		r := c.Request()
+		query, err := url.QueryUnescape(r.URL.RawQuery)
+		if err != nil {
+			query = r.URL.RawQuery // refused, if at all, by the route that reads it
+		}
+		for _, v := range []struct{ where, text string }{
+			{"the path", r.URL.Path}, {"the query", query}, {"Idempotency-Key", r.Header.Get("Idempotency-Key")},
+		} {
+			if strings.ContainsRune(v.text, 0) || !utf8.ValidString(v.text) {
+				return writeError(c, ledger.Errorf(ledger.CodeInvalid, "%s may hold neither NUL characters (%%00) nor bytes that are not UTF-8", v.where))
+			}
 		}
 		return next(c)
 	}

@@ -52,6 +52,8 @@ func (s *Server) renderStored(c echo.Context, res *ledger.Result) (int, any, err
 			return 0, nil, err
 		}
 		return http.StatusCreated, partners.HoldResultOf(p, co.Currency), nil
+	case ledger.EntryAward:
+		return http.StatusCreated, partners.AwardResultOf(p), nil
 	}
 	return http.StatusCreated, partners.ReverseResultOf(p), nil
 }

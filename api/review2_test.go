@@ -147,6 +147,25 @@ func TestNULCharactersAreRefusedAndWriteNothing(t *testing.T) {
 	}
 }
 
+func TestTextThatIsNotUTF8IsRefusedAndWritesNothing(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	members, head := e.memberCount(), e.head()
+	e.request(http.MethodGet, "/v1/partners/fuelco/members/card:%FF", e.fuel, nil).wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+	e.post("/v1/partners/fuelco/holds/a%FFb/void", e.fuel, "u-1", nil).wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+	e.request(http.MethodGet, "/v1/partners/fuelco/entries?reference=%FE", e.fuel, nil).wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+	e.post("/v1/partners/fuelco/earns", e.fuel, "u-\xff", `{"member": {"card": "12"}, "amount": "10.00", "currency": "RUB"}`).
+		wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+	if got := e.memberCount(); got != members {
+		t.Fatalf("members = %d, want %d: a refused request enrolled one", got, members)
+	}
+	if got := e.head(); got != head {
+		t.Fatalf("head moved by %d, want 0", got-head)
+	}
+	// The same earn with a good key posts.
+	e.post("/v1/partners/fuelco/earns", e.fuel, "u-2", `{"member": {"card": "12"}, "amount": "10.00", "currency": "RUB"}`).want(t, http.StatusCreated)
+}
+
 func TestAnEarnOutsideTheWindowEnrolsNobody(t *testing.T) {
 	t.Parallel()
 	e := newCoalitionEnv(t)
@@ -387,6 +406,18 @@ func TestTheOperatorAwardsPoints(t *testing.T) {
 	e.request(http.MethodPost, path, e.operator, map[string]any{"points": "0", "reason": "x"}, "Idempotency-Key", "g-3").wantError(t, http.StatusUnprocessableEntity, "invalid_amount")
 	e.request(http.MethodPost, path, e.operator, body).wantError(t, http.StatusBadRequest, "idempotency_key_required")
 	e.request(http.MethodPost, "/v1/members/card:nobody/awards", e.operator, body, "Idempotency-Key", "g-4").wantError(t, http.StatusNotFound, "not_found")
+	// A refusal is the key's first answer: once card nobody is enrolled, the retry is
+	// still refused, and posts nothing.
+	e.post("/v1/partners/fuelco/earns", e.fuel, "e-2", map[string]any{"member": map[string]string{"card": "nobody"}, "amount": "100.00", "currency": "RUB"}).
+		want(t, http.StatusCreated)
+	head := e.head()
+	replayed := e.request(http.MethodPost, "/v1/members/card:nobody/awards", e.operator, body, "Idempotency-Key", "g-4")
+	replayed.wantError(t, http.StatusNotFound, "not_found")
+	if replayed.Header.Get("Idempotent-Replayed") != "true" || e.head() != head {
+		t.Fatalf("the retry of a refused award: %s %v, head moved by %d", replayed.Body, replayed.Header, e.head()-head)
+	}
+	// An award that posted still answers its retry with itself.
+	e.request(http.MethodPost, path, e.operator, body, "Idempotency-Key", "goodwill-1").want(t, http.StatusCreated)
 	e.request(http.MethodPost, path, e.auditor, body, "Idempotency-Key", "g-5").wantError(t, http.StatusForbidden, "forbidden")
 	e.request(http.MethodPost, path, e.fuel, body, "Idempotency-Key", "g-6").wantError(t, http.StatusForbidden, "forbidden")
 	// Spent at the grocer, the award's points are the operator's to pay for.

@@ -140,7 +140,7 @@ func New(cfg Config) *Server {
 	e.IPExtractor = echo.ExtractIPDirect()
 	// Outermost first: the request id is set before anything can fail; observe answers
 	// errors and logs and counts every request, panics included.
-	e.Use(requestID, s.observe, recoverPanic, s.limitRequest, s.authenticate, refuseNUL)
+	e.Use(requestID, s.observe, recoverPanic, s.limitRequest, s.authenticate, refuseBadText)
 	s.registerRoutes()
 	s.routes, s.protected = map[string]bool{}, map[string]bool{}
 	for _, r := range e.Routes() {

@@ -2,6 +2,8 @@ package partners
 
 import (
 	"context"
+	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -57,13 +59,23 @@ func (r *resolver) resolve(ctx context.Context, lookups []memberLookup) ([]resol
 	}
 }
 
+// maxTripLookups bounds the look-ups one shared round trip carries; a request with more
+// goes alone.
+const maxTripLookups = 1000
+
 // drain runs round trips until the queue is empty.
 func (r *resolver) drain() {
 	for {
 		r.mu.Lock()
-		calls := r.queue
-		r.queue = nil
+		n, size := 0, 0
+		for n < len(r.queue) && (n == 0 || size+len(r.queue[n].lookups) <= maxTripLookups) {
+			size += len(r.queue[n].lookups)
+			n++
+		}
+		calls := r.queue[:n:n]
+		r.queue = r.queue[n:]
 		if len(calls) == 0 {
+			r.queue = nil
 			r.running--
 			r.mu.Unlock()
 			return
@@ -75,7 +87,8 @@ func (r *resolver) drain() {
 
 // trip resolves the calls still waiting in one round trip, their look-ups in the order
 // the calls arrived (resolveMembers answers a look-up as if the ones before it had run
-// first).
+// first). When the shared round trip fails, each call is tried alone, so that one
+// request's failure is not its neighbours'.
 func (r *resolver) trip(calls []*resolveCall) {
 	live := calls[:0]
 	var lookups []memberLookup
@@ -91,9 +104,14 @@ func (r *resolver) trip(calls []*resolveCall) {
 	if len(live) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(live[0].ctx), resolveTimeout)
-	defer cancel()
-	out, err := r.run(ctx, lookups)
+	out, err := r.runSafely(live[0].ctx, lookups)
+	if err != nil && len(live) > 1 {
+		for _, c := range live {
+			c.out, c.err = r.runSafely(c.ctx, c.lookups)
+			close(c.done)
+		}
+		return
+	}
 	for _, c := range live {
 		if err != nil {
 			c.err = err
@@ -102,4 +120,18 @@ func (r *resolver) trip(calls []*resolveCall) {
 		}
 		close(c.done)
 	}
+}
+
+// runSafely runs a round trip, bounded in time whatever becomes of the request that
+// started it, and turns a panic into an error: it runs outside the requests' goroutines,
+// beyond the reach of the HTTP server's recovery.
+func (r *resolver) runSafely(ctx context.Context, lookups []memberLookup) (out []resolvedMember, err error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resolveTimeout)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			out, err = nil, fmt.Errorf("member look-up panicked: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return r.run(ctx, lookups)
 }

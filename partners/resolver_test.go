@@ -3,6 +3,8 @@ package partners
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -149,7 +151,7 @@ func TestResolverCancelledCallerLeavesTheOthersTheirAnswers(t *testing.T) {
 	}
 }
 
-func TestResolverFailedTripFailsEveryCallInIt(t *testing.T) {
+func TestResolverTripFailingForAllFailsEveryCall(t *testing.T) {
 	t.Parallel()
 	g := newGate()
 	g.err = errors.New("connection lost")
@@ -165,5 +167,84 @@ func TestResolverFailedTripFailsEveryCallInIt(t *testing.T) {
 	defer r.mu.Unlock()
 	if r.running != 0 || len(r.queue) != 0 {
 		t.Fatalf("resolver left running=%d queue=%d", r.running, len(r.queue))
+	}
+}
+
+func TestResolverOneCallsFailureIsNotItsNeighbours(t *testing.T) {
+	t.Parallel()
+	g := newGate()
+	r := &resolver{run: g.run}
+	busy := make([]chan answer, maxResolveTrips)
+	for i := range busy {
+		busy[i] = ask(r, context.Background(), "busy")
+		<-g.started
+	}
+	// The database refuses a whole round trip for one bad value (text that is not
+	// UTF-8, say); a panic is a failure too.
+	r.run = func(ctx context.Context, lookups []memberLookup) ([]resolvedMember, error) {
+		for _, l := range lookups {
+			switch l.ref.Card {
+			case "bad":
+				return nil, errors.New("invalid byte sequence")
+			case "boom":
+				panic("boom")
+			}
+		}
+		return g.run(ctx, lookups)
+	}
+	good := ask(r, context.Background(), "good")
+	waitQueued(t, r, 1)
+	bad := ask(r, context.Background(), "bad")
+	waitQueued(t, r, 2)
+	boom := ask(r, context.Background(), "boom")
+	waitQueued(t, r, 3)
+	close(g.release)
+	if a := <-good; a.err != nil || len(a.out) != 1 || a.out[0].ID != "m-good" {
+		t.Fatalf("the good call = %+v", a)
+	}
+	if a := <-bad; a.err == nil || a.err.Error() != "invalid byte sequence" {
+		t.Fatalf("the bad call = %+v", a)
+	}
+	if a := <-boom; a.err == nil || !strings.Contains(a.err.Error(), "panicked: boom") {
+		t.Fatalf("the panicking call = %+v", a)
+	}
+	for _, ch := range busy {
+		<-ch
+	}
+}
+
+func TestResolverBoundsASharedTrip(t *testing.T) {
+	t.Parallel()
+	g := newGate()
+	r := &resolver{run: g.run}
+	busy := make([]chan answer, maxResolveTrips)
+	for i := range busy {
+		busy[i] = ask(r, context.Background(), "busy")
+		<-g.started
+	}
+	big := make([]string, maxTripLookups-1)
+	for i := range big {
+		big[i] = "b"
+	}
+	var calls []chan answer
+	for i, cards := range [][]string{big, {"c1", "c2"}, {"d"}, append(big, big...)} {
+		calls = append(calls, ask(r, context.Background(), cards...))
+		waitQueued(t, r, i+1)
+	}
+	close(g.release)
+	for _, ch := range append(busy, calls...) {
+		if a := <-ch; a.err != nil {
+			t.Fatal(a.err)
+		}
+	}
+	var sizes []int
+	for _, trip := range g.tripsSoFar()[maxResolveTrips:] {
+		sizes = append(sizes, len(trip))
+	}
+	// The first call fills a trip (the second would overflow it); an oversized call goes
+	// alone. The trips run side by side, in any order.
+	slices.Sort(sizes)
+	if want := []int{3, maxTripLookups - 1, 2 * (maxTripLookups - 1)}; !slices.Equal(sizes, want) {
+		t.Fatalf("trips of %v look-ups, want %v", sizes, want)
 	}
 }

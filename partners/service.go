@@ -376,6 +376,13 @@ func (s *Service) PriceEntries(ctx context.Context, items []PriceItem) ([]Priced
 		points decimal.Decimal
 	}
 	earnedInRun := map[string][]dayPoints{}
+	// An earn the writer will refuse for its reference (used before, or earlier in this
+	// run) raises no later earn's tier. Only a member with two earns in the run needs to
+	// know.
+	usedRefs, err := s.usedRunReferences(ctx, items, members, lookupOf)
+	if err != nil {
+		return nil, err
+	}
 	for j, m := range members {
 		i := lookupOf[j]
 		if items[i].Earn != nil {
@@ -390,6 +397,15 @@ func (s *Service) PriceEntries(ctx context.Context, items []PriceItem) ([]Priced
 			}
 			out[i] = s.priceEarn(ctx, items[i].Request, *items[i].Earn, plans[i].bt, plans[i].c, plans[i].k, plans[i].version,
 				plans[i].newPrice, plans[i].newErr, m)
+			ref := usedRef{items[i].Request.Partner, items[i].Earn.Reference}
+			if ref.reference != "" {
+				if usedRefs[ref] {
+					continue
+				}
+				if out[i].Entry != nil {
+					usedRefs[ref] = true
+				}
+			}
 			if e := out[i].Entry; e != nil && m.ID != "" {
 				if loc, err := plans[i].c.Location(); err == nil {
 					earnedInRun[m.ID] = append(earnedInRun[m.ID], dayPoints{e.BusinessTime.In(loc).Format(time.DateOnly), e.Op.(ledger.Issue).Points})
@@ -417,6 +433,24 @@ func (s *Service) PriceEntries(ctx context.Context, items []PriceItem) ([]Priced
 		}
 	}
 	return out, nil
+}
+
+// usedRunReferences are the earn references of PriceEntries' items that their partners
+// already used, among the earns of members who earn more than once in the run.
+func (s *Service) usedRunReferences(ctx context.Context, items []PriceItem, members []resolvedMember, lookupOf []int) (map[usedRef]bool, error) {
+	earns := map[string]int{}
+	for j, m := range members {
+		if items[lookupOf[j]].Earn != nil && m.ID != "" {
+			earns[m.ID]++
+		}
+	}
+	var refs []usedRef
+	for j, m := range members {
+		if it := items[lookupOf[j]]; it.Earn != nil && earns[m.ID] > 1 && it.Earn.Reference != "" {
+			refs = append(refs, usedRef{it.Request.Partner, it.Earn.Reference})
+		}
+	}
+	return s.Store.usedEarnReferences(ctx, refs)
 }
 
 // priceEarn prices an earn for its resolved member: at the new member's price when the
@@ -774,6 +808,11 @@ func (s *Service) reverse(ctx context.Context, r Request, in ReverseInput) (*Rev
 		return nil, ledger.Errorf(ledger.CodeInvalid, "a return cannot happen before its purchase: business_time %s is before the original's, %s",
 			bt.Format(time.RFC3339), orig.BusinessTime.UTC().Format(time.RFC3339)).With("field", "business_time")
 	}
+	// The window before the contract: a reversal dated outside it hears so, not that no
+	// contract was in force then. The ledger checks it again under its lock.
+	if err := s.Ledger.Window().Check(s.businessTime(in.BusinessTime), s.Now(), false); err != nil {
+		return nil, err
+	}
 	e := ledger.Entry{Partner: r.Partner, Member: orig.Member, Reference: in.NewReference, Reverses: orig.ID,
 		IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash, BusinessTime: s.businessTime(in.BusinessTime), TermsVersion: terms.Version}
 	switch orig.Kind {
@@ -959,3 +998,6 @@ func (r *HoldResult) WasReplayed() bool { return r.Replayed }
 
 // WasReplayed reports whether the answer is the stored first answer to an earlier request.
 func (r *ReverseResult) WasReplayed() bool { return r.Replayed }
+
+// WasReplayed reports whether the answer is the stored first answer to an earlier request.
+func (r *AwardResult) WasReplayed() bool { return r.Replayed }

@@ -258,3 +258,31 @@ func TestABatchPricesTiersAsItsEarnsOneByOne(t *testing.T) {
 		t.Fatalf("points %v, want 1000, 15 (gold today) and 10 (yesterday's tier is basic)", got)
 	}
 }
+
+func TestABatchEarnRefusedForItsReferenceRaisesNoTier(t *testing.T) {
+	t.Parallel()
+	f := newCoalition(t)
+	ctx := context.Background()
+	yesterday := f.now
+	dave := partners.MemberRef{Card: "6"}
+	if _, err := f.svc.Earn(ctx, f.req("fuelco", "e1"), partners.EarnInput{Member: dave, Reference: "R", Purchase: partners.Purchase{Amount: dec("100"), Currency: "RUB"}}); err != nil {
+		t.Fatal(err)
+	}
+	f.now = f.now.Add(24 * time.Hour)
+	big := partners.Purchase{Amount: dec("10000"), Currency: "RUB"}
+	// The first item reuses R (the writer refuses it), the second uses S, and the third
+	// repeats S: none of them makes dave gold for the last item.
+	priced, err := f.svc.PriceEntries(ctx, []partners.PriceItem{
+		{Request: f.req("fuelco", "b1"), Earn: &partners.EarnInput{Member: dave, Reference: "R", BusinessTime: &yesterday, Purchase: big}},
+		{Request: f.req("fuelco", "b2"), Earn: &partners.EarnInput{Member: dave, Reference: "S", BusinessTime: &yesterday, Purchase: partners.Purchase{Amount: dec("100"), Currency: "RUB"}}},
+		{Request: f.req("fuelco", "b3"), Earn: &partners.EarnInput{Member: dave, Reference: "S", BusinessTime: &yesterday, Purchase: big}},
+		{Request: f.req("fuelco", "b4"), Earn: &partners.EarnInput{Member: dave, Purchase: partners.Purchase{Amount: dec("100"), Currency: "RUB"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := priced[3]
+	if last.Err != nil || last.Entry == nil || last.Entry.Op.(ledger.Issue).Points.String() != "10" {
+		t.Fatalf("the last earn: %+v, want 10 points (basic: the refused earns count for nothing)", last)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -360,8 +361,8 @@ func (r MemberRef) normalize(region string) (MemberRef, error) {
 		}
 		r.Phone = p
 	}
-	if r.Card != "" && (len(r.Card) > maxCard || strings.TrimSpace(r.Card) != r.Card) {
-		return r, ledger.Errorf(ledger.CodeInvalid, "card number must be 1 to %d characters without surrounding spaces", maxCard).With("field", "member.card")
+	if r.Card != "" && (len(r.Card) > maxCard || strings.TrimSpace(r.Card) != r.Card || !utf8.ValidString(r.Card) || strings.ContainsRune(r.Card, 0)) {
+		return r, ledger.Errorf(ledger.CodeInvalid, "card number must be 1 to %d characters of UTF-8 without surrounding spaces", maxCard).With("field", "member.card")
 	}
 	return r, nil
 }
@@ -525,7 +526,6 @@ func (s *Store) resolveOnce(ctx context.Context, lookups []memberLookup, todo []
 	enrol := map[memberKey]bool{}
 	// The reference of the earns that enrol each key, when they all name the same one:
 	// the key is enrolled only if that reference is still free.
-	type usedRef struct{ partner, reference string }
 	onlyRef := map[memberKey]usedRef{}
 	durable := false
 	for _, i := range todo {
@@ -669,6 +669,31 @@ func (s *Store) resolveOnce(ctx context.Context, lookups []memberLookup, todo []
 		out[i] = resolvedMember{}
 	}
 	return again, nil
+}
+
+// usedRef is a partner's earn reference.
+type usedRef struct{ partner, reference string }
+
+// usedEarnReferences are those of refs that their partners already used for an earn.
+func (s *Store) usedEarnReferences(ctx context.Context, refs []usedRef) (map[usedRef]bool, error) {
+	used := map[usedRef]bool{}
+	if len(refs) == 0 {
+		return used, nil
+	}
+	partnerIDs, references := make([]string, len(refs)), make([]string, len(refs))
+	for i, r := range refs {
+		partnerIDs[i], references[i] = r.partner, r.reference
+	}
+	rows, err := s.pool.Query(ctx, usedEarnReferences, partnerIDs, references)
+	if err != nil {
+		return nil, err
+	}
+	var r usedRef
+	_, err = pgx.ForEachRow(rows, []any{&r.partner, &r.reference}, func() error {
+		used[r] = true
+		return nil
+	})
+	return used, err
 }
 
 func deref(s *string) string {

@@ -34,15 +34,16 @@ type Scheduler struct {
 // Job is one periodic task: it returns how many things it did.
 type Job func(ctx context.Context, now time.Time) (int, error)
 
-// New returns a scheduler with the ledger's jobs: hold timeouts every minute, expiry every
-// quarter hour (a lot expires at the end of its business day, so the delay is short), and
+// New returns a scheduler with the ledger's jobs: hold timeouts and expiry every minute
+// (until a lot past its expiry is expired, the member's balance still counts points that
+// cannot be spent; with nothing due, each is one indexed look-up), and
 // the idempotency keys' monthly partitions every six hours.
 func New(ctx context.Context, l *ledger.Ledger, log *zap.Logger, now func() time.Time) *Scheduler {
 	s := &Scheduler{log: log, cron: cron.New(chain(log))}
 	s.Add(ctx, "@every 1m", "hold-timeouts", now, func(ctx context.Context, t time.Time) (int, error) {
 		return l.ReleaseExpiredHolds(ctx, t, nil)
 	})
-	s.Add(ctx, "@every 15m", "expiry", now, func(ctx context.Context, t time.Time) (int, error) {
+	s.Add(ctx, "@every 1m", "expiry", now, func(ctx context.Context, t time.Time) (int, error) {
 		return l.ExpireDue(ctx, t, nil)
 	})
 	// A server runs for months: next month's partition must exist before the month turns,
