@@ -83,6 +83,16 @@ func waitQueued(t *testing.T, r *resolver, n int) {
 	t.Fatalf("%d calls never queued", n)
 }
 
+// occupy starts maxResolveTrips calls that wait at g: later calls queue.
+func occupy(r *resolver, g *gate) []chan answer {
+	busy := make([]chan answer, maxResolveTrips)
+	for i := range busy {
+		busy[i] = ask(r, context.Background(), "busy")
+		<-g.started
+	}
+	return busy
+}
+
 func TestResolverSharesRoundTripsAndAnswersEachCallItsOwn(t *testing.T) {
 	t.Parallel()
 	g := newGate()
@@ -124,11 +134,7 @@ func TestResolverCancelledCallerLeavesTheOthersTheirAnswers(t *testing.T) {
 	t.Parallel()
 	g := newGate()
 	r := &resolver{run: g.run}
-	busy := make([]chan answer, maxResolveTrips)
-	for i := range busy {
-		busy[i] = ask(r, context.Background(), "busy")
-		<-g.started
-	}
+	busy := occupy(r, g)
 	cctx, cancel := context.WithCancel(context.Background())
 	gone := ask(r, cctx, "gone")
 	waitQueued(t, r, 1)
@@ -174,11 +180,7 @@ func TestResolverOneCallsFailureIsNotItsNeighbours(t *testing.T) {
 	t.Parallel()
 	g := newGate()
 	r := &resolver{run: g.run}
-	busy := make([]chan answer, maxResolveTrips)
-	for i := range busy {
-		busy[i] = ask(r, context.Background(), "busy")
-		<-g.started
-	}
+	busy := occupy(r, g)
 	// The database refuses a whole round trip for one bad value (text that is not
 	// UTF-8, say); a panic is a failure too.
 	r.run = func(ctx context.Context, lookups []memberLookup) ([]resolvedMember, error) {
@@ -217,11 +219,7 @@ func TestResolverBoundsASharedTrip(t *testing.T) {
 	t.Parallel()
 	g := newGate()
 	r := &resolver{run: g.run}
-	busy := make([]chan answer, maxResolveTrips)
-	for i := range busy {
-		busy[i] = ask(r, context.Background(), "busy")
-		<-g.started
-	}
+	busy := occupy(r, g)
 	big := make([]string, maxTripLookups-1)
 	for i := range big {
 		big[i] = "b"
