@@ -14,4 +14,5 @@ func TestWriterLookupsArePlannedByKeyOnAnEmptyJournal(t *testing.T) {
 	two := []string{"p1", "p2"}
 	pgtest.AssertPlannedByKey(t, pool, storedKeysSQL, two, []string{"k1", "k2"})
 	pgtest.AssertPlannedByKey(t, pool, usedReferencesSQL, two, []string{"earn", "earn"}, []string{"r1", "r2"})
+	pgtest.AssertPlannedByKey(t, pool, memberLotsSQL, []string{"m1", "m2"}, []string{"l1"}, []string{"e1"}, []string{"m1"})
 }

@@ -220,6 +220,7 @@ type lockSet struct {
 	refKinds     []string
 	refs         []string
 	members      []string // sorted
+	spenders     []string // members with an entry other than an issue: their lots are needed
 	accounts     []string // member accounts, sorted
 	lots         []string // lots named by clawbacks and expiries
 	clawLots     []string
@@ -251,7 +252,8 @@ func collectLocks(entries []Entry) lockSet {
 			s.refs = append(s.refs, e.Reference)
 		}
 		if e.Op != nil && ValidMemberID(e.Member) {
-			members[e.Member] = true
+			_, issue := e.Op.(Issue)
+			members[e.Member] = members[e.Member] || !issue
 		}
 		add(&s.originals, e.Reverses)
 		switch op := e.Op.(type) {
@@ -273,8 +275,11 @@ func collectLocks(entries []Entry) lockSet {
 		s.advisory = append(s.advisory, id)
 	}
 	sort.Slice(s.advisory, func(i, j int) bool { return s.advisory[i] < s.advisory[j] })
-	for m := range members {
+	for m, spends := range members {
 		s.members = append(s.members, m)
+		if spends {
+			s.spenders = append(s.spenders, m)
+		}
 	}
 	sort.Strings(s.members)
 	for _, m := range s.members {
@@ -294,6 +299,26 @@ const (
 	storedKeysSQL = `SELECT n.partner, n.key, k.request_hash, k.result FROM unnest($1::text[], $2::text[]) AS n(partner, key)
 		CROSS JOIN LATERAL (SELECT request_hash, result FROM idempotency_keys
 		 WHERE partner_id = n.partner AND key = n.key OFFSET 0) k`
+	// memberLotsSQL loads, of members $1, the lots that hold points of the members who
+	// spend ($4) or who owe a debt that an earn repays (a member who only earns needs
+	// none of them, and a hot member has hundreds), and the lots that reversals and
+	// expiries name ($2) and that the restored consumptions took ($3). Indexed look-ups,
+	// not one OR that would scan every lot ever issued.
+	memberLotsSQL = `SELECT id, member_id, issuer, entry_id, position, points, remaining, held, expired, expires_at, COALESCE(business_day::text, '')
+		  FROM lots WHERE member_id = ANY($4) AND remaining > 0
+		UNION
+		SELECT l.id, l.member_id, l.issuer, l.entry_id, l.position, l.points, l.remaining, l.held, l.expired, l.expires_at,
+		       COALESCE(l.business_day::text, '')
+		  FROM (SELECT DISTINCT member_id FROM debts WHERE member_id = ANY($1) AND outstanding > 0) d
+		 CROSS JOIN LATERAL (SELECT * FROM lots WHERE member_id = d.member_id AND remaining > 0 OFFSET 0) l
+		UNION
+		SELECT id, member_id, issuer, entry_id, position, points, remaining, held, expired, expires_at, COALESCE(business_day::text, '')
+		  FROM lots WHERE id = ANY($2) AND member_id = ANY($1)
+		UNION
+		SELECT l.id, l.member_id, l.issuer, l.entry_id, l.position, l.points, l.remaining, l.held, l.expired, l.expires_at,
+		       COALESCE(l.business_day::text, '')
+		  FROM lots l JOIN lot_movements m ON m.lot_id = l.id
+		 WHERE m.entry_id = ANY($3) AND l.member_id = ANY($1)`
 	// usedReferencesSQL finds which of references $3 (of kinds $2, partners $1) are used.
 	usedReferencesSQL = `SELECT n.partner, n.kind, n.ref FROM unnest($1::text[], $2::text[], $3::text[]) AS n(partner, kind, ref)
 		CROSS JOIN LATERAL (SELECT FROM entries e
@@ -380,19 +405,7 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 				})
 				return err
 			})
-		// Three indexed look-ups, not one OR that would scan every lot ever issued: the
-		// members' lots that hold points, and the lots that reversals and expiries name.
-		b.Queue(`SELECT id, member_id, issuer, entry_id, position, points, remaining, held, expired, expires_at, COALESCE(business_day::text, '')
-			  FROM lots WHERE member_id = ANY($1) AND remaining > 0
-			UNION
-			SELECT id, member_id, issuer, entry_id, position, points, remaining, held, expired, expires_at, COALESCE(business_day::text, '')
-			  FROM lots WHERE id = ANY($2) AND member_id = ANY($1)
-			UNION
-			SELECT l.id, l.member_id, l.issuer, l.entry_id, l.position, l.points, l.remaining, l.held, l.expired, l.expires_at,
-			       COALESCE(l.business_day::text, '')
-			  FROM lots l JOIN lot_movements m ON m.lot_id = l.id
-			 WHERE m.entry_id = ANY($3) AND l.member_id = ANY($1)`,
-			locks.members, locks.lots, locks.restores).
+		b.Queue(memberLotsSQL, locks.members, locks.lots, locks.restores, locks.spenders).
 			Query(func(rows pgx.Rows) error {
 				var lot Lot
 				_, err := pgx.ForEachRow(rows, []any{&lot.ID, &lot.Member, &lot.Issuer, &lot.Entry, &lot.Position,
