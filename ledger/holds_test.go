@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coalitionledger/coalition/internal/pgtest"
 	"github.com/coalitionledger/coalition/ledger"
 )
 
@@ -135,5 +136,31 @@ func TestCaptureAndVoidRace(t *testing.T) {
 		}
 	}
 	wantBalance(t, l, "member:m:held", "0")
+	sound(t, l)
+}
+
+func TestAMembersHeldAccountIsMadeByItsFirstHold(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Pool(t)
+	l := ledger.New(pool, ledger.WithClock(newClock(t0).Now))
+	ctx := context.Background()
+	heldRows := func() int {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM accounts WHERE name = 'member:m:held'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	mustPost(t, l, earn("m", "a", "100", ""))
+	mustPost(t, l, redeem("m", "b", "10", "0.01", ""))
+	if n := heldRows(); n != 0 {
+		t.Fatalf("member:m:held exists (%d rows) before any hold", n)
+	}
+	mustPost(t, l, hold("m", "c", "30", "0.01"))
+	if n := heldRows(); n != 1 {
+		t.Fatalf("member:m:held rows after a hold = %d, want 1", n)
+	}
+	wantBalance(t, l, "member:m:held", "-30")
+	wantBalance(t, l, "member:m", "-60")
 	sound(t, l)
 }

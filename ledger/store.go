@@ -213,21 +213,24 @@ func lockID(parts ...string) int64 {
 
 // lockSet is what the first round trip of a batch locks and loads.
 type lockSet struct {
-	advisory     []int64
-	keyPartners  []string
-	keys         []string
-	refPartners  []string
-	refKinds     []string
-	refs         []string
-	members      []string // sorted
-	spenders     []string // members with an entry other than an issue: their lots are needed
-	accounts     []string // member accounts, sorted
-	lots         []string // lots named by clawbacks and expiries
-	clawLots     []string
-	restores     []string // consumption entries being restored
-	originals    []string // entries named by Reverses or Restore
-	holds        []string // holds named by captures and releases
-	accountKinds []string
+	advisory    []int64
+	keyPartners []string
+	keys        []string
+	refPartners []string
+	refKinds    []string
+	refs        []string
+	members     []string // sorted
+	spenders    []string // members with an entry other than an issue: their lots are needed
+	accounts    []string // member accounts, sorted
+	lots        []string // lots named by clawbacks and expiries
+	clawLots    []string
+	restores    []string // consumption entries being restored
+	originals   []string // entries named by Reverses or Restore
+	holds       []string // holds named by captures and releases
+	// created are the member accounts made if missing, to be locked: a member's points
+	// account, whose lock stands for the member's. Its held account is made by the first
+	// hold's balance update (most members never hold points: one row less per member).
+	created []string
 }
 
 func collectLocks(entries []Entry) lockSet {
@@ -284,7 +287,7 @@ func collectLocks(entries []Entry) lockSet {
 	sort.Strings(s.members)
 	for _, m := range s.members {
 		s.accounts = append(s.accounts, MemberAccount(m), MemberHeldAccount(m))
-		s.accountKinds = append(s.accountKinds, string(KindMember), string(KindMemberHeld))
+		s.created = append(s.created, MemberAccount(m))
 	}
 	return s
 }
@@ -385,9 +388,9 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 	}
 	if len(locks.members) > 0 {
 		b.Queue(`INSERT INTO accounts (name, kind, unit, member_id)
-			SELECT a.name, a.kind, 'PTS', split_part(a.name, ':', 2)
-			  FROM unnest($1::text[], $2::text[]) AS a(name, kind) ORDER BY a.name
-			ON CONFLICT (name) DO NOTHING`, locks.accounts, locks.accountKinds)
+			SELECT a.name, 'member', 'PTS', split_part(a.name, ':', 2)
+			  FROM unnest($1::text[]) AS a(name) ORDER BY a.name
+			ON CONFLICT (name) DO NOTHING`, locks.created)
 		b.Queue(`SELECT name, balance FROM accounts WHERE name = ANY($1) ORDER BY name FOR NO KEY UPDATE`, locks.accounts).
 			Query(func(rows pgx.Rows) error {
 				var name string
