@@ -337,6 +337,8 @@ func TestALateReturnKeepsItsBusinessTime(t *testing.T) {
 		"business_time": bought.Format(time.RFC3339)}).want(t, http.StatusCreated).decode(t, &earned)
 	e.post("/v1/partners/fuelco/reversals", e.fuel, "x-1", map[string]any{"entry": earned.Entry.ID, "amount": "100.00",
 		"business_time": bought.Add(-time.Minute).Format(time.RFC3339)}).wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+	e.post("/v1/partners/fuelco/reversals", e.fuel, "x-3", map[string]any{"entry": earned.Entry.ID, "amount": "100.00",
+		"business_time": bought.Add(72 * time.Hour).Format(time.RFC3339)}).wantError(t, http.StatusUnprocessableEntity, "business_time_out_of_window")
 	returned := bought.Add(10 * time.Minute)
 	var rev struct{ Entry struct{ ID string } }
 	e.post("/v1/partners/fuelco/reversals", e.fuel, "x-2", map[string]any{"entry": earned.Entry.ID, "amount": "100.00",
