@@ -92,20 +92,21 @@ func (s *Store) SetCoalition(ctx context.Context, c Coalition) error {
 		return err
 	}
 	err = change(ctx, s.pool, s.cache, func(tx pgx.Tx) error {
-		// A contract is in the coalition's currency (DESIGN), so a change of currency, which
-		// the coalition row allows only before the first entry (nothing has been priced
-		// yet), carries every contract version with it, each checked again in the new
-		// currency (its minor unit may be smaller than an amount's decimals).
-		carried, err := carryContracts(ctx, tx, c)
-		if err != nil {
+		// A contract is in the coalition's currency: changing the currency under one would
+		// refuse every request of its partner with an error its till cannot fix.
+		var partner, currency string
+		err := tx.QueryRow(ctx, `SELECT partner_id, terms->>'currency' FROM contracts WHERE terms->>'currency' <> $1
+			ORDER BY partner_id, version LIMIT 1`, c.Currency).Scan(&partner, &currency)
+		if err == nil {
+			return ledger.Errorf(CodeSettingsFrozen, "partner %s has a contract in %s: the currency cannot become %s while contracts are in another", partner, currency, c.Currency).
+				With("field", "currency").With("partner", partner)
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE coalition SET currency = $1, point_value = $2, points_scale = $3, time_zone = $4,
 			settlement_time = $5, tiers = $6`, c.Currency, c.PointValue, c.PointsScale, c.TimeZone, c.SettlementTime, tiers); err != nil {
 			return err
-		}
-		if len(carried) > 0 {
-			return audit.RecordAs(ctx, tx, audit.ActionCoalitionChanged, map[string]any{"settings": c, "contracts_carried_to_currency": carried})
 		}
 		return audit.RecordAs(ctx, tx, audit.ActionCoalitionChanged, c)
 	})
@@ -117,56 +118,6 @@ func (s *Store) SetCoalition(ctx context.Context, c Coalition) error {
 		return fmt.Errorf("set coalition settings: %w", err)
 	}
 	return nil
-}
-
-// carryContracts puts the contract versions in another currency than c's into c's and
-// returns them ("partner/version"); a version whose amounts c's currency cannot hold is a
-// 409 settings_frozen that names it.
-func carryContracts(ctx context.Context, tx pgx.Tx, c Coalition) ([]string, error) {
-	rows, err := tx.Query(ctx, `SELECT partner_id, version, terms FROM contracts WHERE terms->>'currency' <> $1
-		ORDER BY partner_id, version FOR UPDATE`, c.Currency)
-	if err != nil {
-		return nil, err
-	}
-	type version struct {
-		partner string
-		number  int
-		terms   []byte
-	}
-	versions, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (version, error) {
-		var v version
-		return v, r.Scan(&v.partner, &v.number, &v.terms)
-	})
-	if err != nil {
-		return nil, err
-	}
-	var carried []string
-	for _, v := range versions {
-		var k Contract
-		if err := json.Unmarshal(v.terms, &k); err != nil {
-			return nil, err
-		}
-		from := k.Currency
-		k.Currency = c.Currency
-		if err := k.Validate(c); err != nil {
-			why := err.Error()
-			var lerr *ledger.Error
-			if errors.As(err, &lerr) {
-				why = lerr.Message
-			}
-			return nil, ledger.Errorf(CodeSettingsFrozen, "partner %s's contract version %d (in %s) is not valid in %s: %s", v.partner, v.number, from, c.Currency, why).
-				With("field", "currency").With("partner", v.partner)
-		}
-		raw, err := json.Marshal(k)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := tx.Exec(ctx, `UPDATE contracts SET terms = $3 WHERE partner_id = $1 AND version = $2`, v.partner, v.number, raw); err != nil {
-			return nil, err
-		}
-		carried = append(carried, fmt.Sprintf("%s/%d", v.partner, v.number))
-	}
-	return carried, nil
 }
 
 // CreatePartner adds an active partner.
