@@ -55,15 +55,21 @@ func requestID(next echo.HandlerFunc) echo.HandlerFunc {
 func refuseBadText(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		query, err := url.QueryUnescape(r.URL.RawQuery)
+		query, err := url.ParseQuery(r.URL.RawQuery)
 		if err != nil {
-			query = r.URL.RawQuery // refused, if at all, by the route that reads it
+			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "the query is not validly percent-encoded"))
 		}
-		for _, v := range []struct{ where, text string }{
-			{"the path", r.URL.Path}, {"the query", query}, {"Idempotency-Key", r.Header.Get("Idempotency-Key")},
-		} {
-			if strings.ContainsRune(v.text, 0) || !utf8.ValidString(v.text) {
-				return writeError(c, ledger.Errorf(ledger.CodeInvalid, "%s may hold neither NUL characters (%%00) nor bytes that are not UTF-8", v.where))
+		type text struct{ where, value string }
+		texts := []text{{"the path", r.URL.Path}, {"Idempotency-Key", r.Header.Get("Idempotency-Key")}}
+		for name, values := range query {
+			texts = append(texts, text{"the query", name})
+			for _, v := range values {
+				texts = append(texts, text{"the query", v})
+			}
+		}
+		for _, t := range texts {
+			if strings.ContainsRune(t.value, 0) || !utf8.ValidString(t.value) {
+				return writeError(c, ledger.Errorf(ledger.CodeInvalid, "%s may hold neither NUL characters (%%00) nor bytes that are not UTF-8", t.where))
 			}
 		}
 		return next(c)

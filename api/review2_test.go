@@ -154,6 +154,8 @@ func TestTextThatIsNotUTF8IsRefusedAndWritesNothing(t *testing.T) {
 	e.request(http.MethodGet, "/v1/partners/fuelco/members/card:%FF", e.fuel, nil).wantError(t, http.StatusUnprocessableEntity, "invalid_request")
 	e.post("/v1/partners/fuelco/holds/a%FFb/void", e.fuel, "u-1", nil).wantError(t, http.StatusUnprocessableEntity, "invalid_request")
 	e.request(http.MethodGet, "/v1/partners/fuelco/entries?reference=%FE", e.fuel, nil).wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+	e.request(http.MethodGet, "/v1/partners/fuelco/entries?reference=%00&%zz", e.fuel, nil).wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+	e.request(http.MethodGet, "/v1/partners/fuelco/entries?reference=%FF&x=%zz", e.fuel, nil).wantError(t, http.StatusUnprocessableEntity, "invalid_request")
 	e.post("/v1/partners/fuelco/earns", e.fuel, "u-\xff", `{"member": {"card": "12"}, "amount": "10.00", "currency": "RUB"}`).
 		wantError(t, http.StatusUnprocessableEntity, "invalid_request")
 	if got := e.memberCount(); got != members {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/coalitionledger/coalition/internal/pgtest"
 	"github.com/coalitionledger/coalition/ledger"
 )
@@ -163,4 +165,60 @@ func TestAMembersHeldAccountIsMadeByItsFirstHold(t *testing.T) {
 	wantBalance(t, l, "member:m:held", "-30")
 	wantBalance(t, l, "member:m", "-60")
 	sound(t, l)
+}
+
+// A batch waiting for a member's lock while another makes the member's first hold must
+// see the held account that hold made, in its answer too.
+func TestABatchWaitingForAMemberSeesItsFirstHold(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Pool(t)
+	l := ledger.New(pool, ledger.WithClock(newClock(t0).Now))
+	ctx := context.Background()
+	mustPost(t, l, earn("m", "a", "100", ""))
+	// The journal head held elsewhere: the hold locks member m, then waits for the head.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM journal_head FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		p   *ledger.Posted
+		err error
+	}
+	held, earned := make(chan result, 1), make(chan result, 1)
+	go func() { p, err := l.PostOne(ctx, hold("m", "c", "30", "0.01")); held <- result{p, err} }()
+	waitForLock(t, pool, 1)
+	go func() { p, err := l.PostOne(ctx, earn("m", "a", "5", "")); earned <- result{p, err} }()
+	waitForLock(t, pool, 2)
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h, e := <-held, <-earned
+	if h.err != nil || e.err != nil {
+		t.Fatal(h.err, e.err)
+	}
+	if !e.p.MemberHeld.Equal(d("30")) || !e.p.MemberBalance.Equal(d("75")) {
+		t.Fatalf("the earn after the first hold answers balance %s, held %s; want 75 and 30", e.p.MemberBalance, e.p.MemberHeld)
+	}
+	wantBalance(t, l, "member:m:held", "-30")
+	sound(t, l)
+}
+
+// waitForLock waits until n of the database's sessions wait for a lock.
+func waitForLock(t *testing.T, pool *pgxpool.Pool, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		var waiting int
+		if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting >= n {
+			return
+		}
+	}
+	t.Fatalf("%d sessions never waited for a lock", n)
 }

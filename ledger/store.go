@@ -391,7 +391,11 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 			SELECT a.name, 'member', 'PTS', split_part(a.name, ':', 2)
 			  FROM unnest($1::text[]) AS a(name) ORDER BY a.name
 			ON CONFLICT (name) DO NOTHING`, locks.created)
-		b.Queue(`SELECT name, balance FROM accounts WHERE name = ANY($1) ORDER BY name FOR NO KEY UPDATE`, locks.accounts).
+		// Locked first, read after: a statement that waits for a row lock sees the locked row
+		// as its holder committed it, but not rows that holder inserted (a member's held
+		// account, made by its first hold); the next statement's snapshot does.
+		b.Queue(`SELECT count(*) FROM (SELECT FROM accounts WHERE name = ANY($1) ORDER BY name FOR NO KEY UPDATE) s`, locks.accounts)
+		b.Queue(`SELECT name, balance FROM accounts WHERE name = ANY($1)`, locks.accounts).
 			Query(func(rows pgx.Rows) error {
 				var name string
 				var bal decimal.Decimal

@@ -2,10 +2,13 @@ package partners
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // maxResolveTrips is how many member round trips a store runs at once. The requests that
@@ -87,8 +90,8 @@ func (r *resolver) drain() {
 
 // trip resolves the calls still waiting in one round trip, their look-ups in the order
 // the calls arrived (resolveMembers answers a look-up as if the ones before it had run
-// first). When the shared round trip fails, each call is tried alone, so that one
-// request's failure is not its neighbours'.
+// first). When the database refuses the shared round trip, each call is tried alone, so
+// that one request's bad value is not its neighbours' failure.
 func (r *resolver) trip(calls []*resolveCall) {
 	live := calls[:0]
 	var lookups []memberLookup
@@ -105,9 +108,15 @@ func (r *resolver) trip(calls []*resolveCall) {
 		return
 	}
 	out, err := r.runSafely(live[0].ctx, lookups)
-	if err != nil && len(live) > 1 {
+	var refused *pgconn.PgError
+	if len(live) > 1 && errors.As(err, &refused) {
+		// The database refused the round trip (and so committed none of it) for what one
+		// request sent, as far as it knows: each goes alone. A timeout or a lost connection
+		// is everyone's, and is not tried again.
 		for _, c := range live {
-			c.out, c.err = r.runSafely(c.ctx, c.lookups)
+			if c.err = c.ctx.Err(); c.err == nil {
+				c.out, c.err = r.runSafely(c.ctx, c.lookups)
+			}
 			close(c.done)
 		}
 		return
