@@ -5,10 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"time"
 
-	"github.com/gowebpki/jcs"
 	"github.com/labstack/echo/v4"
 	"github.com/shopspring/decimal"
 
@@ -96,18 +96,41 @@ func (s *Server) idempotency(c echo.Context, partner string, body []byte) (partn
 }
 
 // requestHash identifies a request for idempotency: its method, path and body, the body
-// in canonical form (RFC 8785), so that a retry sent through another serializer (other
-// spacing, another key order, a /batch item sent alone) is the same request. A body that
-// is not JSON is hashed as it is: it is refused as malformed either way.
+// as the JSON value it is (sameJSON), so that a retry sent through another serializer
+// (other spacing, another key order, a /batch item sent alone) is the same request. A
+// body that is not JSON is hashed as it is: it is refused as malformed either way.
 func requestHash(method, path string, body []byte) []byte {
 	h := sha256.New()
 	h.Write([]byte(method + " " + path + "\n"))
 	body = bytes.TrimSpace(body)
-	if canonical, err := jcs.Transform(body); err == nil {
+	if canonical, ok := sameJSON(body); ok {
 		body = canonical
 	}
 	h.Write(body)
 	return h.Sum(nil)
+}
+
+// sameJSON writes a JSON text without insignificant whitespace, with object keys sorted
+// and strings escaped one way, so that two texts of the same value are the same bytes.
+// Numbers keep their digits: RFC 8785 reads them as doubles, which would make metadata
+// of 9007199254740993 and of 9007199254740992 one request (a replay where a 409 is due).
+func sameJSON(text []byte) ([]byte, bool) {
+	dec := json.NewDecoder(bytes.NewReader(text))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, false
+	}
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, false
+	}
+	return bytes.TrimSuffix(out.Bytes(), []byte("\n")), true
 }
 
 // runOnce runs the operation and records a refusal as the first answer to its key. A

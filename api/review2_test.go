@@ -431,3 +431,27 @@ func TestTheOperatorAwardsPoints(t *testing.T) {
 		t.Fatalf("operator:awards = %s, %v; want the value of the award points taken", b, err)
 	}
 }
+
+func TestRequestHashComparesJSONValuesWithExactNumbers(t *testing.T) {
+	t.Parallel()
+	hash := func(body string) string { return string(requestHash(http.MethodPost, "/v1/partners/p/earns", []byte(body))) }
+	for _, same := range [][2]string{
+		{`{"a": 1, "b": {"c": "x"}}`, "{\"b\":{\"c\":\"x\"},\n \"a\":1}"},
+		{`{"s": "é<&>"}`, `{"s": "\u00e9\u003c\u0026\u003e"}`},
+		{` {"a": [1, 2]} `, `{"a":[1,2]}`},
+	} {
+		if hash(same[0]) != hash(same[1]) {
+			t.Errorf("%s and %s hash apart; they are one JSON value", same[0], same[1])
+		}
+	}
+	for _, apart := range [][2]string{
+		{`{"metadata": {"order": 9007199254740993}}`, `{"metadata": {"order": 9007199254740992}}`},
+		{`{"n": 1.0}`, `{"n": 1}`},
+		{`{"a": 1}`, `{"a": 1} {"b": 2}`},
+		{`{"a": "1"}`, `{"a": 1}`},
+	} {
+		if hash(apart[0]) == hash(apart[1]) {
+			t.Errorf("%s and %s hash alike", apart[0], apart[1])
+		}
+	}
+}
