@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 )
 
 //go:embed *.sql
@@ -30,7 +31,14 @@ func Up(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 }
 
 func up(ctx context.Context, db *sql.DB) (int64, error) {
-	provider, err := goose.NewProvider(goose.DialectPostgres, db, files)
+	// Every command migrates at start-up: `serve` and a `keys create` started beside it on
+	// a new database would apply the same files at once (and one would fail). A session
+	// advisory lock makes the second wait and then find nothing to do.
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 600))
+	if err != nil {
+		return 0, fmt.Errorf("migrations: %w", err)
+	}
+	provider, err := goose.NewProvider(goose.DialectPostgres, db, files, goose.WithSessionLocker(locker))
 	if err != nil {
 		return 0, fmt.Errorf("migrations: %w", err)
 	}
