@@ -245,7 +245,7 @@ func (s *Server) journal(c echo.Context) error {
 	if v := c.QueryParam("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxJournalPage {
-			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "limit must be 1 to %d", maxJournalPage))
+			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "limit must be 1 to %d", maxJournalPage).With("field", "limit"))
 		}
 		limit = n
 	}
@@ -413,7 +413,7 @@ func (s *Server) auditLog(c echo.Context) error {
 	if v := c.QueryParam("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > audit.MaxAuditLogPage {
-			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "limit must be 1 to %d", audit.MaxAuditLogPage))
+			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "limit must be 1 to %d", audit.MaxAuditLogPage).With("field", "limit"))
 		}
 		limit = n
 	}

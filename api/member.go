@@ -59,7 +59,7 @@ func (s *Server) award(c echo.Context) error {
 		return writeError(c, err)
 	}
 	if c.Response().Header().Get("Idempotent-Replayed") == "" {
-		s.countEntry(string(ledger.EntryAward))
+		s.countEntry(string(ledger.EntryAward), nil) // a stored answer is rendered without its flag
 	}
 	return c.JSON(status, answer)
 }

@@ -52,8 +52,11 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 	return c
 }
 
-// countEntry counts one journal entry of the kind posted through the API (a replay is not
-// a new entry and is not counted).
-func (s *Server) countEntry(kind string) {
+// countEntry counts one journal entry of the kind posted through the API, unless answer
+// says it is a replay (WasReplayed): a replay is not a new entry.
+func (s *Server) countEntry(kind string, answer any) {
+	if r, ok := answer.(interface{ WasReplayed() bool }); ok && r.WasReplayed() {
+		return
+	}
 	s.metrics.entries.WithLabelValues(kind).Inc()
 }

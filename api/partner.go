@@ -399,7 +399,7 @@ func (s *Server) earn(c echo.Context, r partners.Request, body []byte) (int, any
 		}
 		return http.StatusOK, res, nil
 	}
-	s.countEntry(string(ledger.EntryEarn))
+	s.countEntry(string(ledger.EntryEarn), res)
 	return http.StatusCreated, res, nil
 }
 
@@ -459,7 +459,7 @@ func (s *Server) redeem(c echo.Context, r partners.Request, body []byte) (int, a
 	if err != nil {
 		return 0, nil, err
 	}
-	s.countEntry(string(ledger.EntryRedemption))
+	s.countEntry(string(ledger.EntryRedemption), res)
 	return http.StatusCreated, res, nil
 }
 
@@ -481,7 +481,7 @@ func (s *Server) hold(c echo.Context, r partners.Request, body []byte) (int, any
 	if err != nil {
 		return 0, nil, err
 	}
-	s.countEntry(string(ledger.EntryHold))
+	s.countEntry(string(ledger.EntryHold), res)
 	return http.StatusCreated, res, nil
 }
 
@@ -509,7 +509,7 @@ func (s *Server) capture(c echo.Context, r partners.Request, body []byte) (int, 
 	if err != nil {
 		return 0, nil, err
 	}
-	s.countEntry(string(ledger.EntryCapture))
+	s.countEntry(string(ledger.EntryCapture), res)
 	return http.StatusCreated, res, nil
 }
 
@@ -522,7 +522,7 @@ func (s *Server) void(c echo.Context, r partners.Request, body []byte) (int, any
 	if err != nil {
 		return 0, nil, err
 	}
-	s.countEntry(string(ledger.EntryVoid))
+	s.countEntry(string(ledger.EntryVoid), res)
 	return http.StatusCreated, res, nil
 }
 
@@ -563,7 +563,7 @@ func (s *Server) reverse(c echo.Context, r partners.Request, body []byte) (int, 
 	if err != nil {
 		return 0, nil, err
 	}
-	s.countEntry("reversal")
+	s.countEntry("reversal", res)
 	return http.StatusCreated, res, nil
 }
 
@@ -638,7 +638,7 @@ func (s *Server) batch(c echo.Context) error {
 				}
 				answers[i] = batchAnswer{Status: status, Body: body}
 				if !res[j].Replayed {
-					s.countEntry(string(res[j].Entry.Kind))
+					s.countEntry(string(res[j].Entry.Kind), nil)
 				}
 			}
 		}

@@ -434,7 +434,9 @@ func TestTheOperatorAwardsPoints(t *testing.T) {
 
 func TestRequestHashComparesJSONValuesWithExactNumbers(t *testing.T) {
 	t.Parallel()
-	hash := func(body string) string { return string(requestHash(http.MethodPost, "/v1/partners/p/earns", []byte(body))) }
+	hash := func(body string) string {
+		return string(requestHash(http.MethodPost, "/v1/partners/p/earns", []byte(body)))
+	}
 	for _, same := range [][2]string{
 		{`{"a": 1, "b": {"c": "x"}}`, "{\"b\":{\"c\":\"x\"},\n \"a\":1}"},
 		{`{"s": "é<&>"}`, `{"s": "\u00e9\u003c\u0026\u003e"}`},
@@ -452,6 +454,25 @@ func TestRequestHashComparesJSONValuesWithExactNumbers(t *testing.T) {
 	} {
 		if hash(apart[0]) == hash(apart[1]) {
 			t.Errorf("%s and %s hash alike", apart[0], apart[1])
+		}
+	}
+}
+
+func TestReplaysAreNotCountedAsEntriesPosted(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	earn := map[string]any{"member": map[string]string{"card": "78"}, "amount": "1000.00", "currency": "RUB"}
+	for range 3 {
+		e.post("/v1/partners/fuelco/earns", e.fuel, "m-1", earn).want(t, http.StatusCreated)
+	}
+	redeem := map[string]any{"member": map[string]string{"card": "78"}, "points": "10", "purchase_amount": "1000.00"}
+	for range 2 {
+		e.post("/v1/partners/grocer/redemptions", e.grocer, "m-2", redeem).want(t, http.StatusCreated)
+	}
+	text := string(e.request(http.MethodGet, "/metrics", "", nil).want(t, http.StatusOK).Body)
+	for _, want := range []string{`coalition_entries_posted_total{kind="earn"} 1`, `coalition_entries_posted_total{kind="redemption"} 1`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %s", want)
 		}
 	}
 }
