@@ -44,7 +44,7 @@ func auditCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []stri
 		from := fs.String("from", "", "first position, or a record time (RFC 3339 or YYYY-MM-DD, UTC); default: the first entry")
 		to := fs.String("to", "", "last position, or a record time; default: the head")
 		output := fs.String("output", "", "file to write (default: stdout)")
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
 		path, err := resolveKey()
@@ -63,21 +63,21 @@ func auditCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []stri
 			}
 			fromPos, toPos := period.From, period.To
 			w := stdout
+			var out *outputFile
 			if *output != "" {
-				f, err := os.Create(*output)
-				if err != nil {
+				if out, err = createOutput(*output); err != nil {
 					return err
 				}
-				defer f.Close()
-				w = f
+				defer out.discard()
+				w = out
 			}
 			sum, err := audit.Export(ctx, db.Pool, w, audit.ExportOptions{Format: *format, From: fromPos, To: toPos, PublicKey: pub,
 				Progress: newMeter(stderr, "exported, positions").Update})
 			if err != nil {
 				return err
 			}
-			if f, ok := w.(*os.File); ok && w != stdout {
-				if err := f.Close(); err != nil {
+			if out != nil {
+				if err := out.commit(); err != nil {
 					return err
 				}
 			}
@@ -88,7 +88,7 @@ func auditCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []stri
 	case "checkpoint":
 		reason := fs.String("reason", "on demand", "why the checkpoint is taken")
 		list := fs.Bool("list", false, "list the checkpoints instead of taking one")
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
 		return withDB("", false, func(db *database.DB) error {
@@ -125,7 +125,7 @@ func auditCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []stri
 		})
 
 	case "checkpoint-key":
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
 		key, path, err := signingKey(resolveKey, sayTo(stderr))
@@ -140,7 +140,7 @@ func auditCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []stri
 		file := fs.String("file", "", "a JSON-lines export to verify instead of the database")
 		pubPath := fs.String("public-key", "", "the operator's published public key (PEM); for the database, default: the key beside the checkpoint key, if any; an export's signatures are checked only against this flag's key")
 		asJSON := fs.Bool("json", false, "print the outcome as JSON")
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
 		var pub ed25519.PublicKey
@@ -182,7 +182,7 @@ func auditCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []stri
 		after := fs.Int64("after", 0, "list events after this id")
 		action := fs.String("action", "", "only this action (partner.created, key.created, ...)")
 		limit := fs.Int("limit", audit.MaxAuditLogPage, "at most this many events")
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
 		return withDB("", false, func(db *database.DB) error {

@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/coalitionledger/coalition/internal/pgtest"
 	"github.com/coalitionledger/coalition/ledger"
@@ -101,4 +104,49 @@ func TestHelpShowsNoPasswordAndExitsZero(t *testing.T) {
 	if got := redactURL("host=db user=ledger password='a b' dbname=c"); strings.Contains(got, "a b") {
 		t.Fatalf("redactURL left the password in %q", got)
 	}
+}
+
+func TestCommandsRefuseWhatTheyWouldIgnoreAndKeepFilesOnFailure(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	url := pgtest.URL(t)
+	key := filepath.Join(dir, "checkpoint.key")
+	fails := func(want string, args ...string) {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		err := run(ctx, args, &stdout, &stderr)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("coalition %s: %v, want an error saying %q", strings.Join(args, " "), err, want)
+		}
+	}
+	// A word after the flags would have been ignored: verify would check the database.
+	fails(`takes flags only, not "export.jsonl"`, "verify", "--database-url", url, "--checkpoint-key", key, "export.jsonl")
+	fails(`takes flags only, not "extra"`, "trial-balance", "--database-url", url, "extra")
+	fails(`takes flags only, not "extra"`, "keys", "create", "--database-url", url, "--role", "auditor", "extra")
+	// A failed export leaves an earlier file of its name alone.
+	kept := filepath.Join(dir, "kept.jsonl")
+	if err := os.WriteFile(kept, []byte("earlier export\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fails("export format", "export", "--database-url", url, "--checkpoint-key", key, "--format", "xlsx", "--output", kept)
+	if got, _ := os.ReadFile(kept); string(got) != "earlier export\n" {
+		t.Fatalf("after a failed export the file holds %q", got)
+	}
+	// A report that cannot be written stops the settlement before it runs.
+	fails("cannot write", "settle", "--database-url", url, "--date", "2026-01-01", "--out", filepath.Join(dir, "no", "such", "r.json"))
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var runs int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM settlement_runs`).Scan(&runs); err != nil {
+		t.Fatal(err)
+	}
+	if runs != 0 {
+		t.Fatalf("%d settlement runs after a refused settle", runs)
+	}
+	// A database that cannot be reached is an error, not a panic.
+	fails("connect", "trial-balance", "--database-url", "postgres://postgres@127.0.0.1:1/x?connect_timeout=2")
 }

@@ -38,7 +38,7 @@ func bench(ctx context.Context, fs *flag.FlagSet, args []string, dbURL *string, 
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the database after the run")
 	fs.IntVar(&cfg.ServerConns, "server-conns", 32, "the server's database pool size")
 	fs.StringVar(&cfg.ServerProfile, "server-profile", "", "write a CPU profile of the server over the first half of the run to this file")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	cfg.AdminURL = *dbURL

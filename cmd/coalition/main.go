@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"time"
 
@@ -91,6 +92,18 @@ type usageError struct{ msg string }
 
 func (u usageError) Error() string { return u.msg }
 
+// parseFlags parses the flags of a command that takes nothing else, and refuses words
+// after them: ignored, they would mislead (`verify export.jsonl` verifying the database).
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("%s takes flags only, not %q (see %s --help)", fs.Name(), strings.Join(fs.Args(), " "), fs.Name())}
+	}
+	return nil
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Whatever a command changes is recorded in the audit log as done by this user.
 	ctx = audit.WithActor(ctx, cliActor())
@@ -138,7 +151,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		seed := fs.Uint64("seed", 1, "seed of the traffic's random choices")
 		reports := fs.String("reports", filepath.Join(os.TempDir(), "coalition-demo"), "folder for the settlement report files")
 		keyPath := checkpointKeyFlag(fs)
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
 		return withDB("coalition_demo", true, func(db *database.DB) error {
@@ -167,7 +180,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	case "trial-balance":
 		position := fs.Int64("position", 0, "journal position to report at (0: now)")
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
 		if *position < 0 {

@@ -51,6 +51,9 @@ coalition keys revoke ID
 			if *role == "" {
 				return usageError{"keys create needs --role operator|auditor|partner"}
 			}
+			if fs.NArg() > 0 {
+				return usageError{fmt.Sprintf("keys create takes flags only, not %q", strings.Join(fs.Args(), " "))}
+			}
 			return withDB("", false, func(db *database.DB) error {
 				id, secret, err := partners.NewKeys(db.Pool).Create(ctx, partners.Role(*role), *partner)
 				if err != nil {
@@ -169,7 +172,7 @@ coalition contracts list PARTNER`)
 		return usageError{"contracts: say add PARTNER FILE.json (- for stdin) or list PARTNER"}
 
 	case "expire":
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
 		return withDB("", false, func(db *database.DB) error {

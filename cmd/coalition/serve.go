@@ -51,7 +51,7 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string,
 	fs.DurationVar(&window.Future, "window-future", envDuration("COALITION_WINDOW_FUTURE", window.Future),
 		"how far ahead a request's business_time may lie (env COALITION_WINDOW_FUTURE)")
 	keyPath := checkpointKeyFlag(fs) // audit.go
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := checkServeSettings(*phoneRegion, *holdDefault, *holdMax, window); err != nil {

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/coalitionledger/coalition/audit"
@@ -31,7 +30,7 @@ func settle(ctx context.Context, fs *flag.FlagSet, args []string,
 	format := fs.String("format", "table", "how to print the report: table, json or csv")
 	out := fs.String("out", "", "write the report to this file instead of standard output")
 	keyPath := checkpointKeyFlag(fs) // a run signs a checkpoint of the journal's head
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *format != "table" && *format != "json" && *format != "csv" {
@@ -97,6 +96,17 @@ func settle(ctx context.Context, fs *flag.FlagSet, args []string,
 				pay.Partner, day, pay.Direction, pay.Amount, pay.Currency, what, pay.PaymentEntry)
 			return nil
 		}
+		// The report's file first: one that cannot be created fails before the settlement.
+		w := stdout
+		var outFile *outputFile
+		if *out != "" {
+			var err error
+			if outFile, err = createOutput(*out); err != nil {
+				return err
+			}
+			defer outFile.discard()
+			w = outFile
+		}
 		m := newMeter(stderr, "settling "+day.String()+", entries read")
 		run, created, err := runs.Run(ctx, day, m.Update)
 		m.Done()
@@ -106,19 +116,13 @@ func settle(ctx context.Context, fs *flag.FlagSet, args []string,
 		if !created {
 			fmt.Fprintf(stderr, "%s was settled already, on %s by %s: showing that run\n", day, run.CreatedAt.Format("2006-01-02 15:04:05Z"), run.CreatedBy)
 		}
-		w := stdout
-		if *out != "" {
-			f, err := os.Create(*out)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			w = f
-		}
 		if err := writeReport(w, run, *format); err != nil {
 			return err
 		}
-		if *out != "" {
+		if outFile != nil {
+			if err := outFile.commit(); err != nil {
+				return err
+			}
 			fmt.Fprintf(stderr, "report written to %s\n", *out)
 		}
 		return nil

@@ -39,7 +39,9 @@ type DB struct {
 
 // Close closes the pool and stops the embedded cluster if this process started it.
 func (db *DB) Close() error {
-	db.Pool.Close()
+	if db.Pool != nil { // nil when Open failed to connect
+		db.Pool.Close()
+	}
 	if db.cluster != nil {
 		return db.cluster.Stop()
 	}
