@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/coalitionledger/coalition/internal/pgtest"
 	"github.com/coalitionledger/coalition/ledger"
 )
 
@@ -143,8 +142,7 @@ func TestCaptureAndVoidRace(t *testing.T) {
 
 func TestAMembersHeldAccountIsMadeByItsFirstHold(t *testing.T) {
 	t.Parallel()
-	pool := pgtest.Pool(t)
-	l := ledger.New(pool, ledger.WithClock(newClock(t0).Now))
+	l, _, pool := openDB(t)
 	ctx := context.Background()
 	heldRows := func() int {
 		var n int
@@ -171,8 +169,7 @@ func TestAMembersHeldAccountIsMadeByItsFirstHold(t *testing.T) {
 // see the held account that hold made, in its answer too.
 func TestABatchWaitingForAMemberSeesItsFirstHold(t *testing.T) {
 	t.Parallel()
-	pool := pgtest.Pool(t)
-	l := ledger.New(pool, ledger.WithClock(newClock(t0).Now))
+	l, _, pool := openDB(t)
 	ctx := context.Background()
 	mustPost(t, l, earn("m", "a", "100", ""))
 	// The journal head held elsewhere: the hold locks member m, then waits for the head.

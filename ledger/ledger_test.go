@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
 
 	"github.com/coalitionledger/coalition/internal/pgtest"
@@ -35,8 +36,15 @@ var t0 = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 // open returns a ledger on a fresh database and its clock, set to t0.
 func open(t testing.TB, opts ...ledger.Option) (*ledger.Ledger, *clock) {
 	t.Helper()
-	c := newClock(t0)
-	return ledger.New(pgtest.Pool(t), append([]ledger.Option{ledger.WithClock(c.Now)}, opts...)...), c
+	l, c, _ := openDB(t, opts...)
+	return l, c
+}
+
+// openDB is open with the database's pool too, for tests that read or lock rows themselves.
+func openDB(t testing.TB, opts ...ledger.Option) (*ledger.Ledger, *clock, *pgxpool.Pool) {
+	t.Helper()
+	c, pool := newClock(t0), pgtest.Pool(t)
+	return ledger.New(pool, append([]ledger.Option{ledger.WithClock(c.Now)}, opts...)...), c, pool
 }
 
 func earn(member, issuer, points string, key string) ledger.Entry {

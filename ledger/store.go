@@ -227,10 +227,6 @@ type lockSet struct {
 	restores    []string // consumption entries being restored
 	originals   []string // entries named by Reverses or Restore
 	holds       []string // holds named by captures and releases
-	// created are the member accounts made if missing, to be locked: a member's points
-	// account, whose lock stands for the member's. Its held account is made by the first
-	// hold's balance update (most members never hold points: one row less per member).
-	created []string
 }
 
 func collectLocks(entries []Entry) lockSet {
@@ -287,7 +283,6 @@ func collectLocks(entries []Entry) lockSet {
 	sort.Strings(s.members)
 	for _, m := range s.members {
 		s.accounts = append(s.accounts, MemberAccount(m), MemberHeldAccount(m))
-		s.created = append(s.created, MemberAccount(m))
 	}
 	return s
 }
@@ -387,10 +382,12 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 			})
 	}
 	if len(locks.members) > 0 {
+		// Each member's points account, made if missing: its row lock stands for the
+		// member's. The held account is made by the first hold's balance update (most
+		// members never hold points: one row less per member).
 		b.Queue(`INSERT INTO accounts (name, kind, unit, member_id)
-			SELECT a.name, 'member', 'PTS', split_part(a.name, ':', 2)
-			  FROM unnest($1::text[]) AS a(name) ORDER BY a.name
-			ON CONFLICT (name) DO NOTHING`, locks.created)
+			SELECT 'member:' || m, 'member', 'PTS', m FROM unnest($1::text[]) AS m ORDER BY 1
+			ON CONFLICT (name) DO NOTHING`, locks.members)
 		// Locked first, read after: a statement that waits for a row lock sees the locked row
 		// as its holder committed it, but not rows that holder inserted (a member's held
 		// account, made by its first hold); the next statement's snapshot does.
