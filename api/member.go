@@ -58,9 +58,6 @@ func (s *Server) award(c echo.Context) error {
 	if err != nil {
 		return writeError(c, err)
 	}
-	if c.Response().Header().Get("Idempotent-Replayed") == "" {
-		s.countEntry(string(ledger.EntryAward), nil) // a stored answer is rendered without its flag
-	}
 	return c.JSON(status, answer)
 }
 
@@ -91,5 +88,6 @@ func (s *Server) awardOp(c echo.Context, r partners.Request, body []byte) (int, 
 	if err != nil {
 		return 0, nil, err
 	}
+	s.countEntry(string(ledger.EntryAward), res.Replayed)
 	return http.StatusCreated, res, nil
 }

@@ -309,8 +309,8 @@ func TestMetrics(t *testing.T) {
 	e.request("GET", "/v1/coalition", "", nil).want(t, 401)
 	e.request("GET", "/v1/partners/whatever", e.operator, nil).want(t, 404)
 	e.request("GET", "/no/such/route/"+ulid.Make().String(), "", nil).want(t, 404)
-	e.srv.countEntry(string(ledger.EntryEarn), nil)
-	e.srv.countEntry(string(ledger.EntryEarn), nil)
+	e.srv.countEntry(string(ledger.EntryEarn), false)
+	e.srv.countEntry(string(ledger.EntryEarn), false)
 
 	res := e.request("GET", "/metrics", "", nil).want(t, 200)
 	text := string(res.Body)

@@ -399,7 +399,7 @@ func (s *Server) earn(c echo.Context, r partners.Request, body []byte) (int, any
 		}
 		return http.StatusOK, res, nil
 	}
-	s.countEntry(string(ledger.EntryEarn), res)
+	s.countEntry(string(ledger.EntryEarn), res.Replayed)
 	return http.StatusCreated, res, nil
 }
 
@@ -459,7 +459,7 @@ func (s *Server) redeem(c echo.Context, r partners.Request, body []byte) (int, a
 	if err != nil {
 		return 0, nil, err
 	}
-	s.countEntry(string(ledger.EntryRedemption), res)
+	s.countEntry(string(ledger.EntryRedemption), res.Replayed)
 	return http.StatusCreated, res, nil
 }
 
@@ -481,7 +481,7 @@ func (s *Server) hold(c echo.Context, r partners.Request, body []byte) (int, any
 	if err != nil {
 		return 0, nil, err
 	}
-	s.countEntry(string(ledger.EntryHold), res)
+	s.countEntry(string(ledger.EntryHold), res.Replayed)
 	return http.StatusCreated, res, nil
 }
 
@@ -509,7 +509,7 @@ func (s *Server) capture(c echo.Context, r partners.Request, body []byte) (int, 
 	if err != nil {
 		return 0, nil, err
 	}
-	s.countEntry(string(ledger.EntryCapture), res)
+	s.countEntry(string(ledger.EntryCapture), res.Replayed)
 	return http.StatusCreated, res, nil
 }
 
@@ -522,7 +522,7 @@ func (s *Server) void(c echo.Context, r partners.Request, body []byte) (int, any
 	if err != nil {
 		return 0, nil, err
 	}
-	s.countEntry(string(ledger.EntryVoid), res)
+	s.countEntry(string(ledger.EntryVoid), res.Replayed)
 	return http.StatusCreated, res, nil
 }
 
@@ -563,7 +563,7 @@ func (s *Server) reverse(c echo.Context, r partners.Request, body []byte) (int, 
 	if err != nil {
 		return 0, nil, err
 	}
-	s.countEntry("reversal", res)
+	s.countEntry("reversal", res.Replayed)
 	return http.StatusCreated, res, nil
 }
 
@@ -637,9 +637,7 @@ func (s *Server) batch(c echo.Context) error {
 					continue
 				}
 				answers[i] = batchAnswer{Status: status, Body: body}
-				if !res[j].Replayed {
-					s.countEntry(string(res[j].Entry.Kind), nil)
-				}
+				s.countEntry(string(res[j].Entry.Kind), res[j].Replayed)
 			}
 		}
 		pending, pendingAt, pendingReq, pendingKeys = nil, nil, nil, map[string]bool{}

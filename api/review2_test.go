@@ -469,8 +469,13 @@ func TestReplaysAreNotCountedAsEntriesPosted(t *testing.T) {
 	for range 2 {
 		e.post("/v1/partners/grocer/redemptions", e.grocer, "m-2", redeem).want(t, http.StatusCreated)
 	}
+	award := map[string]any{"points": "5", "reason": "goodwill"}
+	for range 2 {
+		e.request(http.MethodPost, "/v1/members/card:78/awards", e.operator, award, "Idempotency-Key", "m-3").want(t, http.StatusCreated)
+	}
 	text := string(e.request(http.MethodGet, "/metrics", "", nil).want(t, http.StatusOK).Body)
-	for _, want := range []string{`coalition_entries_posted_total{kind="earn"} 1`, `coalition_entries_posted_total{kind="redemption"} 1`} {
+	for _, want := range []string{`coalition_entries_posted_total{kind="earn"} 1`, `coalition_entries_posted_total{kind="redemption"} 1`,
+		`coalition_entries_posted_total{kind="award"} 1`} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %s", want)
 		}

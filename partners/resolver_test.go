@@ -85,14 +85,17 @@ func waitQueued(t *testing.T, r *resolver, n int) {
 	t.Fatalf("%d calls never queued", n)
 }
 
-// occupy starts maxResolveTrips calls that wait at g: later calls queue.
-func occupy(r *resolver, g *gate) []chan answer {
+// occupied returns a resolver whose round trips wait at its gate, with maxResolveTrips
+// calls in flight already: later calls queue.
+func occupied() (*gate, *resolver, []chan answer) {
+	g := newGate()
+	r := &resolver{run: g.run}
 	busy := make([]chan answer, maxResolveTrips)
 	for i := range busy {
 		busy[i] = ask(r, context.Background(), "busy")
 		<-g.started
 	}
-	return busy
+	return g, r, busy
 }
 
 func TestResolverSharesRoundTripsAndAnswersEachCallItsOwn(t *testing.T) {
@@ -134,9 +137,7 @@ func TestResolverSharesRoundTripsAndAnswersEachCallItsOwn(t *testing.T) {
 
 func TestResolverCancelledCallerLeavesTheOthersTheirAnswers(t *testing.T) {
 	t.Parallel()
-	g := newGate()
-	r := &resolver{run: g.run}
-	busy := occupy(r, g)
+	g, r, busy := occupied()
 	cctx, cancel := context.WithCancel(context.Background())
 	gone := ask(r, cctx, "gone")
 	waitQueued(t, r, 1)
@@ -180,9 +181,7 @@ func TestResolverTripFailingForAllFailsEveryCall(t *testing.T) {
 
 func TestResolverOneCallsBadValueIsNotItsNeighboursFailure(t *testing.T) {
 	t.Parallel()
-	g := newGate()
-	r := &resolver{run: g.run}
-	busy := occupy(r, g)
+	g, r, busy := occupied()
 	// The database refuses a whole round trip for one bad value (text that is not UTF-8,
 	// say); a timeout or a lost connection is everyone's.
 	r.run = func(ctx context.Context, lookups []memberLookup) ([]resolvedMember, error) {
@@ -220,9 +219,7 @@ func TestResolverTurnsAPanicIntoAnError(t *testing.T) {
 
 func TestResolverBoundsASharedTrip(t *testing.T) {
 	t.Parallel()
-	g := newGate()
-	r := &resolver{run: g.run}
-	busy := occupy(r, g)
+	g, r, busy := occupied()
 	big := make([]string, maxTripLookups-1)
 	for i := range big {
 		big[i] = "b"
