@@ -69,6 +69,8 @@ var accessRows = []accessRow{
 		want: [principalCount]int{201, 403, 403, 403, 401}},
 	{route: "GET /v1/partners/:partner/contracts", path: fixed("/v1/partners/alpha/contracts"),
 		want: [principalCount]int{200, 200, 200, 403, 401}},
+	{route: "GET /v1/keys", path: fixed("/v1/keys"),
+		want: [principalCount]int{200, 403, 403, 403, 401}},
 	{route: "POST /v1/keys", path: fixed("/v1/keys"), body: fixed(`{"role": "auditor"}`),
 		want: [principalCount]int{201, 403, 403, 403, 401}},
 	{route: "DELETE /v1/keys/:key", path: func(m *matrix) string {

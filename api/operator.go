@@ -133,12 +133,9 @@ func (s *Server) addContract(c echo.Context) error {
 	if err != nil {
 		return writeError(c, err)
 	}
-	if err := decodeBytes(body, &partners.Contract{}); err != nil {
-		return writeError(c, err)
-	}
-	k, err := partners.DecodeContract(body)
+	k, err := DecodeContract(body)
 	if err != nil {
-		return writeError(c, settingsError(err))
+		return writeError(c, err)
 	}
 	ctx := c.Request().Context()
 	if _, err := s.cfg.Store.Partner(ctx, id); err != nil {
@@ -149,6 +146,20 @@ func (s *Server) addContract(c echo.Context) error {
 		return writeError(c, err)
 	}
 	return c.JSON(http.StatusCreated, v)
+}
+
+// DecodeContract reads a contract version as POST /v1/partners/{p}/contracts does, for
+// every client of it (the CLI's contracts add too): one JSON object, strictly, and a
+// failure as a *ledger.Error that says what to fix.
+func DecodeContract(body []byte) (partners.Contract, error) {
+	if err := decodeBytes(body, &partners.Contract{}); err != nil {
+		return partners.Contract{}, err
+	}
+	k, err := partners.DecodeContract(body)
+	if err != nil {
+		return partners.Contract{}, settingsError(err)
+	}
+	return k, nil
 }
 
 // contractList is the answer listing a partner's contract versions.
@@ -207,6 +218,20 @@ func (s *Server) createKey(c echo.Context) error {
 	}
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
 	return c.JSON(http.StatusCreated, out)
+}
+
+// keyList is the answer listing the API keys.
+type keyList struct {
+	Keys []partners.KeyInfo `json:"keys"`
+}
+
+// listKeys answers every API key without its secret, revoked ones included, oldest first.
+func (s *Server) listKeys(c echo.Context) error {
+	list, err := s.cfg.Keys.List(c.Request().Context())
+	if err != nil {
+		return writeError(c, err)
+	}
+	return c.JSON(http.StatusOK, keyList{Keys: list})
 }
 
 // revokeKey revokes a key: 204, or 404 if it does not exist or is revoked already.

@@ -246,6 +246,30 @@ func TestKeys(t *testing.T) {
 	e.request("GET", "/v1/partners/alpha", k.Secret, nil).wantError(t, 401, "unauthorized")
 	e.request("DELETE", "/v1/keys/"+k.ID, e.operator, nil).wantError(t, 404, "not_found")
 
+	// The list names every key, the revoked one with its time, and no secret.
+	res = e.request("GET", "/v1/keys", e.operator, nil).want(t, 200)
+	var list struct {
+		Keys []struct {
+			ID        string     `json:"id"`
+			Role      string     `json:"role"`
+			Partner   *string    `json:"partner"`
+			CreatedAt time.Time  `json:"created_at"`
+			RevokedAt *time.Time `json:"revoked_at"`
+		} `json:"keys"`
+	}
+	res.decode(t, &list)
+	found := false
+	for _, l := range list.Keys {
+		if l.ID == k.ID {
+			found = l.Role == "partner" && l.Partner != nil && *l.Partner == "alpha" && l.RevokedAt != nil && !l.CreatedAt.IsZero()
+		} else if l.RevokedAt != nil {
+			t.Errorf("key %s is listed as revoked", l.ID)
+		}
+	}
+	if !found || len(list.Keys) < 4 || strings.Contains(string(res.Body), k.Secret) || strings.Contains(string(res.Body), "secret") {
+		t.Fatalf("keys listed: %s", res.Body)
+	}
+
 	// The secret is never logged.
 	for _, entry := range e.logs.All() {
 		if text := fmt.Sprint(entry.Message, entry.ContextMap()); strings.Contains(text, k.Secret) || strings.Contains(text, e.operator) {

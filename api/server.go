@@ -172,6 +172,7 @@ func (s *Server) registerRoutes() {
 	v1.PUT("/coalition", s.putCoalition, operator)
 	v1.POST("/partners", s.createPartner, operator, s.idempotentWrite)
 	v1.GET("/partners", s.listPartners, reader)
+	v1.GET("/keys", s.listKeys, operator)
 	v1.POST("/keys", s.createKey, operator)
 	v1.DELETE("/keys/:key", s.revokeKey, operator)
 	v1.POST("/members", s.enrol, s.idempotentWrite)       // member.go: the operator or a partner

@@ -51,7 +51,10 @@ func LoadOrCreateKey(path string) (key ed25519.PrivateKey, created bool, err err
 	if err != nil {
 		return nil, false, fmt.Errorf("checkpoint key: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	// The folder others may pass through: the key file itself is the secret (0600), the
+	// public key beside it is meant to be read, and the default folder also holds the
+	// embedded PostgreSQL's data, which its server (another user) must reach.
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, false, fmt.Errorf("checkpoint key: %w", err)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)

@@ -153,6 +153,11 @@ func TestCheckpointKeyFile(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("key file mode %v %v", st.Mode(), err)
 	}
+	// The folder it made lets the embedded PostgreSQL's server (another user) reach the
+	// data folder beside the key.
+	if dir, err := os.Stat(filepath.Dir(path)); err != nil || dir.Mode().Perm()&0o001 == 0 {
+		t.Fatalf("key folder mode %v %v", dir.Mode(), err)
+	}
 	pub, err := audit.LoadPublicKey(audit.PublicKeyPath(path))
 	if err != nil || !pub.Equal(key.Public().(ed25519.PublicKey)) {
 		t.Fatalf("public key: %v", err)

@@ -525,6 +525,11 @@ func TestBalancesAsOfPositionAndTime(t *testing.T) {
 	if tb.Position != 2 || !tb.Totals["PTS"].IsZero() || len(tb.Accounts) != 2 {
 		t.Fatalf("trial balance at 2 = %+v", tb)
 	}
+	// A position past the head is the head, said so, not an empty table.
+	past, err := l.TrialBalance(ctx, 999)
+	if err != nil || past.Position != 3 || len(past.Accounts) == 0 {
+		t.Fatalf("trial balance at 999 = %+v, %v", past, err)
+	}
 }
 
 func errorAs(err error, target **ledger.Error) bool {

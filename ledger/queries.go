@@ -127,16 +127,19 @@ type TrialBalance struct {
 	Totals   map[string]decimal.Decimal `json:"totals"`
 }
 
-// TrialBalance returns the trial balance as of a position (0: now), accounts in name order.
+// TrialBalance returns the trial balance as of a position (0, or one past the head: now,
+// its Position the head's, as the auditor's report answers), accounts in name order.
 func (l *Ledger) TrialBalance(ctx context.Context, position int64) (*TrialBalance, error) {
+	head, err := l.Head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if position <= 0 || position > head.Position {
+		position = 0
+	}
 	var rows pgx.Rows
-	var err error
 	tb := &TrialBalance{Position: position, Totals: map[string]decimal.Decimal{}}
-	if position <= 0 {
-		head, herr := l.Head(ctx)
-		if herr != nil {
-			return nil, herr
-		}
+	if position == 0 {
 		tb.Position = head.Position
 		rows, err = l.pool.Query(ctx, `SELECT name, unit, balance FROM accounts ORDER BY name`)
 	} else {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -149,4 +150,36 @@ func (k *Keys) Revoke(ctx context.Context, id string) error {
 		}
 		return audit.RecordAs(ctx, tx, audit.ActionKeyRevoked, map[string]string{"id": id})
 	})
+}
+
+// KeyInfo is what is known of a key besides its secret, which nobody can read back.
+type KeyInfo struct {
+	ID        string     `json:"id"`
+	Role      Role       `json:"role"`
+	Partner   *string    `json:"partner"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at"`
+}
+
+// List returns every key, revoked ones included, oldest first: so that an operator can
+// find the id of a key to revoke.
+func (k *Keys) List(ctx context.Context) ([]KeyInfo, error) {
+	rows, err := k.pool.Query(ctx, `SELECT id, role, partner_id, created_at, revoked_at FROM api_keys ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (KeyInfo, error) {
+		var ki KeyInfo
+		err := r.Scan(&ki.ID, &ki.Role, &ki.Partner, &ki.CreatedAt, &ki.RevokedAt)
+		ki.CreatedAt = ki.CreatedAt.UTC()
+		if ki.RevokedAt != nil {
+			t := ki.RevokedAt.UTC()
+			ki.RevokedAt = &t
+		}
+		return ki, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	return list, nil
 }

@@ -244,8 +244,11 @@ func (r *Report) WriteTable(w io.Writer) error { return r.writeTable(w, nil) }
 // writeTable writes the table, each instruction followed by its state when state is set.
 func (r *Report) writeTable(w io.Writer, state func(partner string) string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(w, "Settlement of %s (%s): entries %d, positions %d to %d\n", r.BusinessDate, r.Currency,
-		r.Entries, r.PreviousCutoff+1, r.Cutoff)
+	span := fmt.Sprintf("positions %d to %d", r.PreviousCutoff+1, r.Cutoff)
+	if r.Cutoff <= r.PreviousCutoff {
+		span = fmt.Sprintf("no position recorded after %d", r.PreviousCutoff)
+	}
+	fmt.Fprintf(w, "Settlement of %s (%s): entries %d, %s\n", r.BusinessDate, r.Currency, r.Entries, span)
 	for _, l := range r.Late {
 		fmt.Fprintf(w, "  includes %d late entries of %s (recorded after that day's cut-off)\n", l.Entries, l.BusinessDate)
 	}

@@ -370,6 +370,14 @@ func TestRunsGoDayAfterDay(t *testing.T) {
 	if err != nil || len(made) != 3 || made[0].BusinessDate != day0.String() || made[1].Entries != 0 || len(made[1].Instructions) != 0 {
 		t.Fatalf("settle due: %v %v", len(made), err)
 	}
+	// A day with no entries says so in its header, not as a backwards range.
+	var table strings.Builder
+	if err := made[2].WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if head, _, _ := strings.Cut(table.String(), "\n"); !strings.Contains(head, "entries 0, no position recorded after") {
+		t.Fatalf("the empty day's header: %s", head)
+	}
 	if _, _, err := f.runs.Run(ctx, day0.Prev(), nil); code(err) != settlement.CodeBeforeFirstRun {
 		t.Fatalf("a run before the first: %v", err)
 	}

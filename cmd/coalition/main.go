@@ -34,6 +34,7 @@ Commands:
   serve           serve the HTTP API (--addr, env COALITION_ADDR; default 127.0.0.1:8080)
   migrate         apply the database migrations
   keys create     make an API key: --role operator|auditor|partner [--partner P]; prints the secret
+  keys list       list the keys: id, role, partner, when made and revoked (never a secret)
   keys revoke     revoke a key by id
   partners        create ID NAME | list | suspend ID | activate ID
   contracts       add PARTNER FILE.json (a contract version, the body POST /v1/partners/P/contracts

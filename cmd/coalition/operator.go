@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/coalitionledger/coalition/api"
 	"github.com/coalitionledger/coalition/internal/database"
 	"github.com/coalitionledger/coalition/ledger"
 	"github.com/coalitionledger/coalition/partners"
@@ -24,6 +25,22 @@ func synopsis(fs *flag.FlagSet, text string) {
 	}
 }
 
+// parseWords parses the flags of a command that takes words (partners create ID NAME) and
+// returns the words. Go's flag package stops at the first word, so a -h or --help after
+// one is looked for here: it shows the command's help, as before the words.
+func parseWords(fs *flag.FlagSet, args []string) ([]string, error) {
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	for _, a := range fs.Args() {
+		if a == "-h" || a == "-help" || a == "--help" {
+			fs.Usage()
+			return nil, flag.ErrHelp
+		}
+	}
+	return fs.Args(), nil
+}
+
 // operatorCommand runs the operator's commands: keys, partners, contracts, expire, serve.
 func operatorCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []string,
 	withDB func(string, bool, func(*database.DB) error) error, stdout io.Writer, progress func(string, ...any)) error {
@@ -33,15 +50,20 @@ func operatorCommand(ctx context.Context, cmd string, fs *flag.FlagSet, args []s
 		partner := fs.String("partner", "", "create: the partner a partner key acts for")
 		synopsis(fs, `coalition keys create --role operator|auditor|partner [--partner P]
     makes a key and prints its secret alone on one line of stdout (its id goes to stderr)
+coalition keys list
+    lists every key (id, role, partner, made, revoked), never a secret
 coalition keys revoke ID
     revokes the key with that id`)
 		if len(args) == 0 {
-			return usageError{"keys: say create or revoke"}
+			return usageError{"keys: say create, list or revoke"}
 		}
 		sub := args[0]
-		if sub == "-h" || sub == "-help" || sub == "--help" || sub == "help" {
+		if sub == "help" {
 			fs.Usage()
 			return flag.ErrHelp
+		}
+		if _, err := parseWords(fs, args); err != nil {
+			return err
 		}
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
@@ -63,6 +85,29 @@ coalition keys revoke ID
 				fmt.Fprintln(stdout, secret)
 				return nil
 			})
+		case "list":
+			if fs.NArg() > 0 {
+				return usageError{fmt.Sprintf("keys list takes flags only, not %q", strings.Join(fs.Args(), " "))}
+			}
+			return withDB("", false, func(db *database.DB) error {
+				list, err := partners.NewKeys(db.Pool).List(ctx)
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "id\trole\tpartner\tcreated\trevoked")
+				for _, k := range list {
+					partner, revoked := "-", "-"
+					if k.Partner != nil {
+						partner = *k.Partner
+					}
+					if k.RevokedAt != nil {
+						revoked = k.RevokedAt.Format(time.RFC3339)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Role, partner, k.CreatedAt.Format(time.RFC3339), revoked)
+				}
+				return tw.Flush()
+			})
 		case "revoke":
 			if fs.NArg() != 1 {
 				return usageError{"keys revoke takes the key's id"}
@@ -79,10 +124,10 @@ coalition keys revoke ID
 
 	case "partners":
 		synopsis(fs, `coalition partners create ID NAME | list | suspend ID | activate ID`)
-		if err := fs.Parse(args); err != nil {
+		a, err := parseWords(fs, args)
+		if err != nil {
 			return err
 		}
-		a := fs.Args()
 		if len(a) == 0 {
 			return usageError{"partners: say create ID NAME, list, suspend ID or activate ID"}
 		}
@@ -128,10 +173,10 @@ coalition keys revoke ID
     docs/openapi.yaml, Contract), checked as strictly; without effective_from it is in
     force now, and it may not take effect before now
 coalition contracts list PARTNER`)
-		if err := fs.Parse(args); err != nil {
+		a, err := parseWords(fs, args)
+		if err != nil {
 			return err
 		}
-		a := fs.Args()
 		switch {
 		case len(a) == 3 && a[0] == "add":
 			var raw []byte
@@ -146,12 +191,16 @@ coalition contracts list PARTNER`)
 			}
 			// The API's decoder: unknown fields, JSON numbers for amounts and bad scales
 			// are refused, not stored as zero or as a float.
-			k, err := partners.DecodeContract(raw)
+			k, err := api.DecodeContract(raw)
 			if err != nil {
 				return fmt.Errorf("contract %s: %w", a[2], err)
 			}
 			return withDB("", false, func(db *database.DB) error {
-				v, err := partners.NewStore(db.Pool).AddContract(ctx, a[1], k, time.Now())
+				store := partners.NewStore(db.Pool)
+				if _, err := store.Partner(ctx, a[1]); err != nil {
+					return err
+				}
+				v, err := store.AddContract(ctx, a[1], k, time.Now())
 				if err != nil {
 					return err
 				}
@@ -160,7 +209,11 @@ coalition contracts list PARTNER`)
 			})
 		case len(a) == 2 && a[0] == "list":
 			return withDB("", false, func(db *database.DB) error {
-				list, err := partners.NewStore(db.Pool).Contracts(ctx, a[1])
+				store := partners.NewStore(db.Pool)
+				if _, err := store.Partner(ctx, a[1]); err != nil {
+					return err
+				}
+				list, err := store.Contracts(ctx, a[1])
 				if err != nil {
 					return err
 				}

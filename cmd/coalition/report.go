@@ -43,7 +43,10 @@ func reportCommand(ctx context.Context, fs *flag.FlagSet, args []string,
 	which, rest := args[0], args[1:]
 	switch which {
 	case "trial-balance", "account", "member", "roll-forward", "breakage":
-	default: // --help included: say so before touching the database
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(fs.Output(), reportUsage)
+		return flag.ErrHelp
+	default: // say so before touching the database
 		return usageError{reportUsage}
 	}
 	var name string

@@ -91,8 +91,14 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string,
 		jobs := scheduler.New(ctx, l, logger, time.Now).WithSettlement(ctx, settlement.NewRuns(l, store, time.Now).WithCheckpointer(checkpointer), store)
 		jobs.Start()
 		defer jobs.Stop()
-		progress("serving the API on http://%s (Ctrl-C stops)", *addr)
-		return srv.Serve(ctx, *addr)
+		// Bound before it says so: a port in use is the error, not a line saying it serves.
+		var lc net.ListenConfig
+		ln, err := lc.Listen(ctx, "tcp", *addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", *addr, err)
+		}
+		progress("serving the API on http://%s (Ctrl-C stops)", ln.Addr())
+		return srv.ServeListener(ctx, ln)
 	})
 }
 

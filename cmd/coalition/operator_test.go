@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/coalitionledger/coalition/internal/pgtest"
+)
+
+// The operator's commands as a new operator meets them: keys listed and revoked by id,
+// contracts refused with the API's words, help after a subcommand, and a trial balance
+// asked past the head.
+func TestOperatorCommands(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	url := pgtest.URL(t)
+	cli := func(args ...string) (string, string, error) {
+		// Flags go before the words, and after the subcommand of keys.
+		at := 1
+		if args[0] == "keys" {
+			at = 2
+		}
+		var stdout, stderr bytes.Buffer
+		err := run(ctx, append(args[:at:at], append([]string{"--database-url", url}, args[at:]...)...), &stdout, &stderr)
+		return stdout.String(), stderr.String(), err
+	}
+	ok := func(args ...string) string {
+		t.Helper()
+		out, errOut, err := cli(args...)
+		if err != nil {
+			t.Fatalf("coalition %s: %v\n%s", strings.Join(args, " "), err, errOut)
+		}
+		return out
+	}
+	fails := func(want string, args ...string) {
+		t.Helper()
+		if _, _, err := cli(args...); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("coalition %s: %v, want an error saying %q", strings.Join(args, " "), err, want)
+		}
+	}
+
+	ok("partners", "create", "acme", "Acme")
+	key := strings.TrimSpace(ok("keys", "create", "--role", "partner", "--partner", "acme"))
+	list := ok("keys", "list")
+	lines := strings.Split(strings.TrimSpace(list), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "id ") || !strings.Contains(strings.Join(strings.Fields(lines[1]), " "), " partner acme ") || strings.Contains(list, key) {
+		t.Fatalf("keys list:\n%s", list)
+	}
+	id := strings.Fields(lines[1])[0]
+	ok("keys", "revoke", id)
+	if fields := strings.Fields(strings.Split(ok("keys", "list"), "\n")[1]); fields[len(fields)-1] == "-" {
+		t.Fatalf("a revoked key is listed as live: %v", fields)
+	}
+
+	// Contracts: the API's checks and words, before anything is written.
+	good := filepath.Join(dir, "good.json")
+	if err := os.WriteFile(good, []byte(`{"earn": {"points_per_unit": "1"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	misspelt := filepath.Join(dir, "misspelt.json")
+	if err := os.WriteFile(misspelt, []byte(`{"earn": {"points_per_dollar": "1"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	broken := filepath.Join(dir, "broken.json")
+	if err := os.WriteFile(broken, []byte(`{"earn": `), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fails("not_found: partner nobody does not exist", "contracts", "add", "nobody", good)
+	fails("not_found: partner nobody does not exist", "contracts", "list", "nobody")
+	fails(`unknown field "points_per_dollar"`, "contracts", "add", "acme", misspelt)
+	fails("malformed_json: the body ends before its JSON object does", "contracts", "add", "acme", broken)
+	if out := ok("contracts", "add", "acme", good); !strings.Contains(out, "partner acme: contract version 1") {
+		t.Fatalf("contracts add: %s", out)
+	}
+
+	// --help after a subcommand is help, exit 0.
+	for _, args := range [][]string{{"partners", "create", "--help"}, {"contracts", "add", "-h"}, {"keys", "list", "--help"}, {"report", "--help"}} {
+		var stdout, stderr bytes.Buffer
+		if err := run(ctx, args, &stdout, &stderr); exitCode(err) != 0 || !strings.Contains(stderr.String(), "coalition "+args[0]) {
+			t.Errorf("coalition %s: exit %d\n%s", strings.Join(args, " "), exitCode(err), stderr.String())
+		}
+	}
+
+	// Past the head is the head, said so.
+	if out := ok("trial-balance", "--position", "999"); !strings.HasPrefix(out, "Trial balance at position 0\n") {
+		t.Fatalf("trial-balance past the head: %s", out)
+	}
+}
