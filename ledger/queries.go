@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
+
+	"github.com/coalitionledger/coalition/internal/pg"
 )
 
 // Units returns the coalition's units as its settings say now.
@@ -393,7 +395,7 @@ func (l *Ledger) Journal(ctx context.Context, after int64, limit int) ([]Posted,
 			})
 			return err
 		})
-	if err := l.pool.SendBatch(ctx, b).Close(); err != nil {
+	if err := pg.SendBatch(ctx, l.pool, b); err != nil {
 		return nil, fmt.Errorf("journal after %d: %w", after, err)
 	}
 	return page, nil

@@ -15,6 +15,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/coalitionledger/coalition/audit"
+	"github.com/coalitionledger/coalition/internal/pg"
 	"github.com/coalitionledger/coalition/ledger"
 )
 
@@ -126,7 +127,7 @@ func (k *Keys) read(ctx context.Context, secret string) (Principal, int64, error
 			}
 			return rows.Err()
 		})
-	if err := k.pool.SendBatch(ctx, b).Close(); err != nil {
+	if err := pg.SendBatch(ctx, k.pool, b); err != nil {
 		return Principal{}, 0, fmt.Errorf("verify key: %w", err)
 	}
 	if !found {

@@ -268,7 +268,7 @@ func (s *Store) PartnerTerms(ctx context.Context, id string) (*Terms, error) {
 		versions, err = pgx.CollectRows(rows, scanContractVersion)
 		return err
 	})
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+	if err := pg.SendBatch(ctx, s.pool, b); err != nil {
 		return nil, fmt.Errorf("terms of partner %s: %w", id, err)
 	}
 	if !found {
@@ -633,7 +633,7 @@ func (s *Store) resolveOnce(ctx context.Context, lookups []memberLookup, todo []
 		})
 	}
 	b.Queue(`COMMIT`)
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+	if err := pg.SendBatch(ctx, s.pool, b); err != nil {
 		return nil, err
 	}
 	var again []int

@@ -111,6 +111,19 @@ func WithDatabase(connString, dbname string) string {
 	return connString + " dbname='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(dbname) + "'"
 }
 
+// SendBatch sends b on a connection of pool and reads every result, as
+// pool.SendBatch(ctx, b).Close() does, except that a panic in one of b's callbacks still
+// gives the connection back (the pool drops it, mid-protocol) before it goes on up: the
+// pool's own batch would hold that connection for good.
+func SendBatch(ctx context.Context, pool *pgxpool.Pool, b *pgx.Batch) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	return conn.SendBatch(ctx, b).Close()
+}
+
 // Sender sends a batch of statements in one round trip: a pgx.Tx, or the transaction
 // InPipelinedTx runs.
 type Sender interface {
