@@ -216,6 +216,20 @@ func TestBatchRefusalsAmongAcceptedItems(t *testing.T) {
 		t.Fatalf("balance %s, want 30 (50 − 30 + 10)", m.Balance)
 	}
 	e.booksBalance()
+	// More items than a batch holds: 413 batch_too_large with the limit, nothing written.
+	many := make([]batchItem, MaxBatchItems+1)
+	for i := range many {
+		many[i] = fuelEarn(fmt.Sprint("many-", i), known, "1.00")
+	}
+	got := e.post("/v1/partners/fuelco/batch", e.fuel, "unused", map[string]any{"items": many}).
+		wantError(t, http.StatusRequestEntityTooLarge, "batch_too_large")
+	if got.Details["limit"] != float64(MaxBatchItems) {
+		t.Fatalf("details %v do not give the limit", got.Details)
+	}
+	e.request(http.MethodGet, "/v1/partners/fuelco/members/card:k-1", e.fuel, nil).want(t, http.StatusOK).decode(t, &m)
+	if m.Balance != "30" {
+		t.Fatalf("balance %s after a refused batch, want 30", m.Balance)
+	}
 }
 
 // A batch sent again answers every item as the first time, writes nothing, and is not

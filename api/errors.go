@@ -41,6 +41,7 @@ var codeStatus = map[ledger.Code]int{
 	CodeUnauthorized:            http.StatusUnauthorized,
 	CodeMethodNotAllowed:        http.StatusMethodNotAllowed,
 	CodeBodyTooLarge:            http.StatusRequestEntityTooLarge,
+	ledger.CodeBatchTooLarge:    http.StatusRequestEntityTooLarge,
 	CodeInternal:                http.StatusInternalServerError,
 	CodeTimeout:                 http.StatusServiceUnavailable,
 	CodeOverloaded:              http.StatusServiceUnavailable,

@@ -14,6 +14,9 @@ import (
 
 // getCoalition answers the coalition's settings.
 func (s *Server) getCoalition(c echo.Context) error {
+	if err := knownQuery(c); err != nil {
+		return writeError(c, err)
+	}
 	coal, err := s.cfg.Store.Coalition(c.Request().Context())
 	if err != nil {
 		return writeError(c, err)
@@ -84,6 +87,9 @@ type partnerList struct {
 
 // listPartners answers every partner by id.
 func (s *Server) listPartners(c echo.Context) error {
+	if err := knownQuery(c); err != nil {
+		return writeError(c, err)
+	}
 	list, err := s.cfg.Store.Partners(c.Request().Context())
 	if err != nil {
 		return writeError(c, err)
@@ -98,6 +104,9 @@ func (s *Server) listPartners(c echo.Context) error {
 func (s *Server) getPartner(c echo.Context) error {
 	id := c.Param("partner")
 	if err := authorisePartner(c, id); err != nil {
+		return writeError(c, err)
+	}
+	if err := knownQuery(c); err != nil {
 		return writeError(c, err)
 	}
 	p, err := s.cfg.Store.Partner(c.Request().Context(), id)
@@ -174,6 +183,9 @@ func (s *Server) listContracts(c echo.Context) error {
 	if err := authorisePartner(c, id); err != nil {
 		return writeError(c, err)
 	}
+	if err := knownQuery(c); err != nil {
+		return writeError(c, err)
+	}
 	ctx := c.Request().Context()
 	if _, err := s.cfg.Store.Partner(ctx, id); err != nil {
 		return writeError(c, err)
@@ -227,6 +239,9 @@ type keyList struct {
 
 // listKeys answers every API key without its secret, revoked ones included, oldest first.
 func (s *Server) listKeys(c echo.Context) error {
+	if err := knownQuery(c); err != nil {
+		return writeError(c, err)
+	}
 	list, err := s.cfg.Keys.List(c.Request().Context())
 	if err != nil {
 		return writeError(c, err)

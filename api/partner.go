@@ -603,7 +603,8 @@ func (s *Server) batch(c echo.Context) error {
 		return writeError(c, ledger.Errorf(ledger.CodeEmptyBatch, "a batch needs at least one item"))
 	}
 	if len(in.Items) > MaxBatchItems {
-		return writeError(c, echo.NewHTTPError(http.StatusRequestEntityTooLarge, "a batch holds at most "+itoa(MaxBatchItems)+" items"))
+		return writeError(c, ledger.Errorf(ledger.CodeBatchTooLarge, "a batch holds at most %d items, this one has %d: send the rest in another", MaxBatchItems, len(in.Items)).
+			With("limit", MaxBatchItems))
 	}
 	ops := map[string]operation{"earn": s.earn, "redemption": s.redeem, "hold": s.hold, "capture": s.capture, "void": s.void, "reversal": s.reverse}
 	answers := make([]batchAnswer, len(in.Items))

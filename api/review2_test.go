@@ -248,6 +248,11 @@ func TestUnknownQueryParametersAreRefused(t *testing.T) {
 		t.Fatalf("error %+v does not name the parameter and the ones the route takes", got)
 	}
 	e.request(http.MethodGet, "/v1/trial-balance?position=1&partner=fuelco", e.operator, nil).want(t, http.StatusOK)
+	// Every reading route: a filter it does not have is refused, not ignored.
+	for _, path := range []string{"/v1/keys?role=partner", "/v1/partners?status=active", "/v1/coalition?x=1",
+		"/v1/partners/fuelco?x=1", "/v1/partners/fuelco/contracts?x=1"} {
+		e.request(http.MethodGet, path, e.operator, nil).wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+	}
 }
 
 func TestHoldLimitsAndPhoneRegionAreConfigured(t *testing.T) {

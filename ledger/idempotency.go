@@ -29,7 +29,7 @@ func keyPartition(month time.Time) string { return "idempotency_keys_" + month.F
 // MaintainIdempotencyKeys keeps the idempotency records partitioned by month: it makes
 // sure this month and the next have their partition (moving in any records the default
 // partition caught), and drops whole partitions whose month ended more than keep before
-// now, so that old keys go a partition at a time, never row by row.
+// now, so that old keys go a partition at a time, never row by row. keep 0 drops nothing.
 func (l *Ledger) MaintainIdempotencyKeys(ctx context.Context, now time.Time, keep time.Duration) (KeyMaintenance, error) {
 	var out KeyMaintenance
 	this := monthStart(now)
@@ -75,6 +75,9 @@ func (l *Ledger) MaintainIdempotencyKeys(ctx context.Context, now time.Time, kee
 		}
 	}
 
+	if keep <= 0 {
+		return out, nil
+	}
 	cutoff := now.Add(-keep)
 	rows, err := l.pool.Query(ctx, `
 		SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid

@@ -375,7 +375,7 @@ func TestRunsGoDayAfterDay(t *testing.T) {
 	if err := made[2].WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	if head, _, _ := strings.Cut(table.String(), "\n"); !strings.Contains(head, "entries 0, no position recorded after") {
+	if head, _, _ := strings.Cut(table.String(), "\n"); !strings.Contains(head, "0 entries of the day; nothing was recorded after journal position") {
 		t.Fatalf("the empty day's header: %s", head)
 	}
 	if _, _, err := f.runs.Run(ctx, day0.Prev(), nil); code(err) != settlement.CodeBeforeFirstRun {

@@ -73,16 +73,18 @@ func TestServeSettingsAreChecked(t *testing.T) {
 		region             string
 		holdDefault, holdM time.Duration
 		window             ledger.Window
+		keep               time.Duration
 		good               bool
 	}{
-		"the defaults":           {"US", 15 * time.Minute, 24 * time.Hour, ok, true},
-		"another region":         {"ru", time.Minute, time.Hour, ok, true},
-		"no such region":         {"XX", time.Minute, time.Hour, ok, false},
-		"default above the max":  {"US", 2 * time.Hour, time.Hour, ok, false},
-		"no hold time":           {"US", 0, time.Hour, ok, false},
-		"a window that is ahead": {"US", time.Minute, time.Hour, ledger.Window{Past: -time.Hour}, false},
+		"the defaults":            {"US", 15 * time.Minute, 24 * time.Hour, ok, ledger.DefaultKeyRetention, true},
+		"another region":          {"ru", time.Minute, time.Hour, ok, 90 * 24 * time.Hour, true},
+		"no such region":          {"XX", time.Minute, time.Hour, ok, ledger.DefaultKeyRetention, false},
+		"default above the max":   {"US", 2 * time.Hour, time.Hour, ok, ledger.DefaultKeyRetention, false},
+		"no hold time":            {"US", 0, time.Hour, ok, ledger.DefaultKeyRetention, false},
+		"a window that is ahead":  {"US", time.Minute, time.Hour, ledger.Window{Past: -time.Hour}, ledger.DefaultKeyRetention, false},
+		"keys kept under 30 days": {"US", time.Minute, time.Hour, ok, 7 * 24 * time.Hour, false},
 	} {
-		err := checkServeSettings(tc.region, tc.holdDefault, tc.holdM, tc.window)
+		err := checkServeSettings(tc.region, tc.holdDefault, tc.holdM, tc.window, tc.keep)
 		if (err == nil) != tc.good {
 			t.Errorf("%s: checkServeSettings = %v, want good %v", name, err, tc.good)
 		}

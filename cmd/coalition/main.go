@@ -192,6 +192,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if err != nil {
 				return err
 			}
+			if *position > tb.Position {
+				progress("position %d is past the journal's head: the trial balance at the head", *position)
+			}
 			fmt.Fprintf(stdout, "Trial balance at position %d\n\n", tb.Position)
 			return tb.WriteTable(stdout)
 		})

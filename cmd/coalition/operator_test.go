@@ -20,9 +20,9 @@ func TestOperatorCommands(t *testing.T) {
 	dir := t.TempDir()
 	url := pgtest.URL(t)
 	cli := func(args ...string) (string, string, error) {
-		// Flags go before the words, and after the subcommand of keys.
+		// Flags go before the words, and after the subcommand of keys and report.
 		at := 1
-		if args[0] == "keys" {
+		if args[0] == "keys" || args[0] == "report" {
 			at = 2
 		}
 		var stdout, stderr bytes.Buffer
@@ -85,6 +85,8 @@ func TestOperatorCommands(t *testing.T) {
 			t.Errorf("coalition %s: exit %d\n%s", strings.Join(args, " "), exitCode(err), stderr.String())
 		}
 	}
+
+	fails("not_found: partner nobody does not exist", "report", "trial-balance", "--partner", "nobody")
 
 	// Past the head is the head, said so.
 	if out := ok("trial-balance", "--position", "999"); !strings.HasPrefix(out, "Trial balance at position 0\n") {

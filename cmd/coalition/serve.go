@@ -50,11 +50,13 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string,
 		"how far back a request's business_time may lie (env COALITION_WINDOW_PAST)")
 	fs.DurationVar(&window.Future, "window-future", envDuration("COALITION_WINDOW_FUTURE", window.Future),
 		"how far ahead a request's business_time may lie (env COALITION_WINDOW_FUTURE)")
+	keyRetention := fs.Duration("key-retention", envDuration("COALITION_KEY_RETENTION", ledger.DefaultKeyRetention),
+		"how long idempotency keys (and their first answers) are kept at least, 720h (30 days) or more (env COALITION_KEY_RETENTION)")
 	keyPath := checkpointKeyFlag(fs) // audit.go
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := checkServeSettings(*phoneRegion, *holdDefault, *holdMax, window); err != nil {
+	if err := checkServeSettings(*phoneRegion, *holdDefault, *holdMax, window, *keyRetention); err != nil {
 		return err
 	}
 	if os.Getenv("GOGC") == "" {
@@ -88,15 +90,15 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string,
 		if addr := os.Getenv("COALITION_PPROF_ADDR"); addr != "" {
 			servePprof(ctx, addr, logger)
 		}
-		jobs := scheduler.New(ctx, l, logger, time.Now).WithSettlement(ctx, settlement.NewRuns(l, store, time.Now).WithCheckpointer(checkpointer), store)
-		jobs.Start()
-		defer jobs.Stop()
-		// Bound before it says so: a port in use is the error, not a line saying it serves.
+		// Bound before anything starts or says it serves: a port in use is the one error.
 		var lc net.ListenConfig
 		ln, err := lc.Listen(ctx, "tcp", *addr)
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", *addr, err)
 		}
+		jobs := scheduler.New(ctx, l, logger, time.Now, *keyRetention).WithSettlement(ctx, settlement.NewRuns(l, store, time.Now).WithCheckpointer(checkpointer), store)
+		jobs.Start()
+		defer jobs.Stop()
 		progress("serving the API on http://%s (Ctrl-C stops)", ln.Addr())
 		return srv.ServeListener(ctx, ln)
 	})
@@ -106,7 +108,10 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string,
 const serveGCPercent = 400
 
 // checkServeSettings refuses settings that would make every request fail or make no sense.
-func checkServeSettings(region string, holdDefault, holdMax time.Duration, w ledger.Window) error {
+func checkServeSettings(region string, holdDefault, holdMax time.Duration, w ledger.Window, keyRetention time.Duration) error {
+	if keyRetention < ledger.DefaultKeyRetention {
+		return usageError{fmt.Sprintf("--key-retention %s is below 720h: idempotency keys are kept at least 30 days", keyRetention)}
+	}
 	if !partners.KnownRegion(region) {
 		return usageError{fmt.Sprintf("--phone-region %q is not a region code such as US, GB or RU", region)}
 	}

@@ -95,7 +95,9 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
-	if _, err := ledger.New(pool).MaintainIdempotencyKeys(ctx, time.Now(), ledger.DefaultKeyRetention); err != nil {
+	// This month's and next month's partitions, for every command; only serve drops old
+	// ones, after its own retention (--key-retention), which a command never second-guesses.
+	if _, err := ledger.New(pool).MaintainIdempotencyKeys(ctx, time.Now(), 0); err != nil {
 		db.Close()
 		return nil, err
 	}

@@ -37,8 +37,9 @@ type Job func(ctx context.Context, now time.Time) (int, error)
 // New returns a scheduler with the ledger's jobs: hold timeouts and expiry every minute
 // (until a lot past its expiry is expired, the member's balance still counts points that
 // cannot be spent; with nothing due, each is one indexed look-up), and
-// the idempotency keys' monthly partitions every six hours.
-func New(ctx context.Context, l *ledger.Ledger, log *zap.Logger, now func() time.Time) *Scheduler {
+// the idempotency keys' monthly partitions every six hours (those whose month ended more
+// than keep ago are dropped).
+func New(ctx context.Context, l *ledger.Ledger, log *zap.Logger, now func() time.Time, keep time.Duration) *Scheduler {
 	s := &Scheduler{log: log, cron: cron.New(chain(log))}
 	s.Add(ctx, "@every 1m", "hold-timeouts", now, func(ctx context.Context, t time.Time) (int, error) {
 		return l.ReleaseExpiredHolds(ctx, t, nil)
@@ -49,7 +50,7 @@ func New(ctx context.Context, l *ledger.Ledger, log *zap.Logger, now func() time
 	// A server runs for months: next month's partition must exist before the month turns,
 	// and expired ones go a partition at a time.
 	s.Add(ctx, "@every 6h", "idempotency-partitions", now, func(ctx context.Context, t time.Time) (int, error) {
-		m, err := l.MaintainIdempotencyKeys(ctx, t, ledger.DefaultKeyRetention)
+		m, err := l.MaintainIdempotencyKeys(ctx, t, keep)
 		return len(m.Created) + len(m.Dropped), err
 	})
 	return s

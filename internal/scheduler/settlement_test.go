@@ -84,7 +84,7 @@ func TestStartCatchesUpOnUnsettledDays(t *testing.T) {
 		}
 	}
 	runs := settlement.NewRuns(l, store, nil)
-	s := New(ctx, l, zap.NewNop(), time.Now).WithSettlement(ctx, runs, store)
+	s := New(ctx, l, zap.NewNop(), time.Now, ledger.DefaultKeyRetention).WithSettlement(ctx, runs, store)
 	s.Start()
 	defer s.Stop()
 	deadline := time.Now().Add(time.Minute)
