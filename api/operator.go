@@ -146,11 +146,7 @@ func (s *Server) addContract(c echo.Context) error {
 	if err != nil {
 		return writeError(c, err)
 	}
-	ctx := c.Request().Context()
-	if _, err := s.cfg.Store.Partner(ctx, id); err != nil {
-		return writeError(c, err)
-	}
-	v, err := s.cfg.Store.AddContract(ctx, id, k, s.cfg.Now())
+	v, err := s.cfg.Store.AddContract(c.Request().Context(), id, k, s.cfg.Now())
 	if err != nil {
 		return writeError(c, err)
 	}
@@ -186,11 +182,7 @@ func (s *Server) listContracts(c echo.Context) error {
 	if err := knownQuery(c); err != nil {
 		return writeError(c, err)
 	}
-	ctx := c.Request().Context()
-	if _, err := s.cfg.Store.Partner(ctx, id); err != nil {
-		return writeError(c, err)
-	}
-	list, err := s.cfg.Store.Contracts(ctx, id)
+	list, err := s.cfg.Store.Contracts(c.Request().Context(), id)
 	if err != nil {
 		return writeError(c, err)
 	}
@@ -234,7 +226,7 @@ func (s *Server) createKey(c echo.Context) error {
 
 // keyList is the answer listing the API keys.
 type keyList struct {
-	Keys []partners.KeyInfo `json:"keys"`
+	Keys []partners.APIKey `json:"keys"`
 }
 
 // listKeys answers every API key without its secret, revoked ones included, oldest first.

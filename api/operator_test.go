@@ -50,6 +50,8 @@ func TestCoalitionSettings(t *testing.T) {
 		{"unsorted tiers", `{"currency": "EUR", "point_value": "0.01", "points_scale": 0, "time_zone": "UTC", "settlement_time": "02:00",
 			"tiers": [{"name": "a", "threshold": "10", "multiplier": "1"}, {"name": "b", "threshold": "5", "multiplier": "2"}]}`, "invalid_request", "tiers[1].threshold"},
 		{"missing everything", `{}`, "invalid_request", "currency"},
+		{"tiers left out", `{"currency": "EUR", "point_value": "0.01", "points_scale": 0, "time_zone": "UTC", "settlement_time": "02:00"}`, "invalid_request", "tiers"},
+		{"points scale left out", `{"currency": "EUR", "point_value": "0.01", "time_zone": "UTC", "settlement_time": "02:00", "tiers": []}`, "invalid_request", "points_scale"},
 	}
 	for _, tc := range invalid {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,7 +63,7 @@ func TestCoalitionSettings(t *testing.T) {
 	}
 	var after partners.Coalition
 	e.request("GET", "/v1/coalition", e.operator, nil).want(t, 200).decode(t, &after)
-	if after.Currency != "EUR" || !after.PointValue.Equal(decimal.RequireFromString("0.005")) {
+	if after.Currency != "EUR" || !after.PointValue.Equal(decimal.RequireFromString("0.005")) || len(after.Tiers) != 2 {
 		t.Fatalf("a refused PUT changed the settings: %+v", after)
 	}
 }

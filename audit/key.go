@@ -54,8 +54,16 @@ func LoadOrCreateKey(path string) (key ed25519.PrivateKey, created bool, err err
 	// The folder others may pass through: the key file itself is the secret (0600), the
 	// public key beside it is meant to be read, and the default folder also holds the
 	// embedded PostgreSQL's data, which its server (another user) must reach.
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	dir := filepath.Dir(path)
+	_, missing := os.Stat(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, false, fmt.Errorf("checkpoint key: %w", err)
+	}
+	if errors.Is(missing, fs.ErrNotExist) {
+		// Whatever the umask (077 on a hardened host) made of it.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return nil, false, fmt.Errorf("checkpoint key: %w", err)
+		}
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {

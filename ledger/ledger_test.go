@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -527,8 +528,9 @@ func TestBalancesAsOfPositionAndTime(t *testing.T) {
 	}
 	// A position past the head is the head, said so, not an empty table.
 	past, err := l.TrialBalance(ctx, 999)
-	if err != nil || past.Position != 3 || len(past.Accounts) == 0 {
-		t.Fatalf("trial balance at 999 = %+v, %v", past, err)
+	now, nerr := l.TrialBalance(ctx, 0)
+	if err != nil || nerr != nil || past.Position != 3 || !reflect.DeepEqual(past, now) {
+		t.Fatalf("trial balance at 999 = %+v, %v; now %+v, %v", past, err, now, nerr)
 	}
 }
 
@@ -623,4 +625,43 @@ func TestPointsPastTheirExpiryCannotBeSpentBeforeTheJobRuns(t *testing.T) {
 	if b, _ := l.Balance(ctx, "partner:fuel:expired"); !b.Equal(d("-450")) {
 		t.Fatalf("partner:fuel:expired %s, want -450", b)
 	}
+}
+
+// The trial balance at the head is the head's, even while entries keep committing: every
+// balance it gives is its account's postings up to the position it names.
+func TestTrialBalanceIsOneMoment(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, _ := open(t)
+	mustPost(t, l, earn("m", "a", "1", ""))
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := l.PostOne(ctx, earn("m", "a", "1", "")); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for i := 0; i < 20; i++ {
+		tb, err := l.TrialBalance(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range tb.Accounts {
+			at, err := l.BalanceAt(ctx, b.Account, tb.Position)
+			if err != nil || !at.Equal(b.Balance) {
+				t.Fatalf("%s at position %d: %s in the trial balance, %s in its postings (%v)", b.Account, tb.Position, b.Balance, at, err)
+			}
+		}
+	}
+	close(stop)
+	<-done
 }

@@ -129,34 +129,33 @@ type TrialBalance struct {
 	Totals   map[string]decimal.Decimal `json:"totals"`
 }
 
-// TrialBalance returns the trial balance as of a position (0, or one past the head: now,
-// its Position the head's, as the auditor's report answers), accounts in name order.
+// TrialBalance returns the trial balance as of a position (0, or any position past the
+// head: now, its Position the head's, as the auditor's report answers), accounts in name
+// order. The head and the balances are read in one snapshot, so the figures are those of
+// the position they are given at.
 func (l *Ledger) TrialBalance(ctx context.Context, position int64) (*TrialBalance, error) {
-	head, err := l.Head(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if position <= 0 || position > head.Position {
-		position = 0
-	}
-	var rows pgx.Rows
-	tb := &TrialBalance{Position: position, Totals: map[string]decimal.Decimal{}}
-	if position == 0 {
-		tb.Position = head.Position
-		rows, err = l.pool.Query(ctx, `SELECT name, unit, balance FROM accounts ORDER BY name`)
-	} else {
-		rows, err = l.pool.Query(ctx, `
-			SELECT a.name, a.unit, COALESCE(sum(p.amount), 0)
-			  FROM accounts a JOIN postings p ON p.account = a.name AND p.position <= $1
-			 GROUP BY a.name, a.unit ORDER BY a.name`, position)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("trial balance: %w", err)
-	}
-	tb.Accounts, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (AccountBalance, error) {
-		var b AccountBalance
-		err := r.Scan(&b.Account, &b.Unit, &b.Balance)
-		return b, err
+	tb := &TrialBalance{Totals: map[string]decimal.Decimal{}}
+	err := pgx.BeginTxFunc(ctx, l.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT position FROM journal_head`).Scan(&tb.Position); err != nil {
+			return err
+		}
+		query := `SELECT name, unit, balance FROM accounts WHERE $1::bigint >= 0 ORDER BY name`
+		if position > 0 && position < tb.Position {
+			tb.Position = position
+			query = `SELECT a.name, a.unit, COALESCE(sum(p.amount), 0)
+				  FROM accounts a JOIN postings p ON p.account = a.name AND p.position <= $1
+				 GROUP BY a.name, a.unit ORDER BY a.name`
+		}
+		rows, err := tx.Query(ctx, query, tb.Position)
+		if err != nil {
+			return err
+		}
+		tb.Accounts, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (AccountBalance, error) {
+			var b AccountBalance
+			err := r.Scan(&b.Account, &b.Unit, &b.Balance)
+			return b, err
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("trial balance: %w", err)

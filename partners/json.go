@@ -31,8 +31,21 @@ var (
 // error in a setting must not pass silently). It does not Validate.
 func DecodeCoalition(data []byte) (Coalition, error) {
 	var c Coalition
-	err := decodeStrict(data, &c)
-	return c, err
+	if err := decodeStrict(data, &c); err != nil {
+		return c, err
+	}
+	// The settings are replaced whole: a setting left out would become its zero (no
+	// tiers, whole points) without a word.
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return c, err
+	}
+	for _, name := range []string{"currency", "point_value", "points_scale", "time_zone", "settlement_time", "tiers"} {
+		if _, ok := fields[name]; !ok {
+			return c, invalid(name, "required: the settings are replaced whole, so send every one (GET /v1/coalition gives them as they are)")
+		}
+	}
+	return c, nil
 }
 
 // DecodeContract decodes a contract version from a request as strictly as

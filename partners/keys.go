@@ -153,8 +153,8 @@ func (k *Keys) Revoke(ctx context.Context, id string) error {
 	})
 }
 
-// KeyInfo is what is known of a key besides its secret, which nobody can read back.
-type KeyInfo struct {
+// APIKey is what is known of a key besides its secret, which nobody can read back.
+type APIKey struct {
 	ID        string     `json:"id"`
 	Role      Role       `json:"role"`
 	Partner   *string    `json:"partner"`
@@ -164,13 +164,13 @@ type KeyInfo struct {
 
 // List returns every key, revoked ones included, oldest first: so that an operator can
 // find the id of a key to revoke.
-func (k *Keys) List(ctx context.Context) ([]KeyInfo, error) {
+func (k *Keys) List(ctx context.Context) ([]APIKey, error) {
 	rows, err := k.pool.Query(ctx, `SELECT id, role, partner_id, created_at, revoked_at FROM api_keys ORDER BY created_at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
-	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (KeyInfo, error) {
-		var ki KeyInfo
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (APIKey, error) {
+		var ki APIKey
 		err := r.Scan(&ki.ID, &ki.Role, &ki.Partner, &ki.CreatedAt, &ki.RevokedAt)
 		ki.CreatedAt = ki.CreatedAt.UTC()
 		if ki.RevokedAt != nil {

@@ -202,8 +202,12 @@ func (s *Store) AddContract(ctx context.Context, partner string, k Contract, now
 	}
 	err := change(ctx, s.pool, s.cache, func(tx pgx.Tx) error {
 		// Serialise versions of one partner.
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM partners WHERE id = $1 FOR UPDATE`, partner); err != nil {
+		tag, err := tx.Exec(ctx, `SELECT 1 FROM partners WHERE id = $1 FOR UPDATE`, partner)
+		if err != nil {
 			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return ledger.Errorf(ledger.CodeNotFound, "partner %s does not exist", partner)
 		}
 		c, err := s.Coalition(ctx)
 		if err != nil {
@@ -285,7 +289,14 @@ func (s *Store) PartnerTerms(ctx context.Context, id string) (*Terms, error) {
 
 // Contracts lists a partner's contract versions, oldest first.
 func (s *Store) Contracts(ctx context.Context, partner string) ([]ContractVersion, error) {
-	return contractsTx(ctx, s.pool, partner)
+	list, err := contractsTx(ctx, s.pool, partner)
+	if err == nil && len(list) == 0 {
+		// No versions: is there such a partner at all?
+		if _, err := s.Partner(ctx, partner); err != nil {
+			return nil, err
+		}
+	}
+	return list, err
 }
 
 type querier interface {

@@ -244,13 +244,10 @@ func (r *Report) WriteTable(w io.Writer) error { return r.writeTable(w, nil) }
 // writeTable writes the table, each instruction followed by its state when state is set.
 func (r *Report) writeTable(w io.Writer, state func(partner string) string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	// The run reads the journal after the run before it, up to its cut-off; the entries it
-	// settles are those of its day (and late ones of earlier days) among them.
-	span := fmt.Sprintf(", among journal positions %d to %d (the cut-off)", r.PreviousCutoff+1, r.Cutoff)
-	if r.Cutoff <= r.PreviousCutoff {
-		span = fmt.Sprintf("; nothing was recorded after journal position %d", r.PreviousCutoff)
-	}
-	fmt.Fprintf(w, "Settlement of %s (%s): %d entries of the day%s\n", r.BusinessDate, r.Currency, r.Entries, span)
+	// The cut-off, not a range: a run also settles its day's entries recorded before the
+	// run before it, and reads later days' entries, which it leaves to their own runs.
+	fmt.Fprintf(w, "Settlement of %s (%s): %d entries of the day, journal cut-off at position %d\n",
+		r.BusinessDate, r.Currency, r.Entries, r.Cutoff)
 	for _, l := range r.Late {
 		fmt.Fprintf(w, "  includes %d late entries of %s (recorded after that day's cut-off)\n", l.Entries, l.BusinessDate)
 	}

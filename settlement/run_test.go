@@ -370,12 +370,12 @@ func TestRunsGoDayAfterDay(t *testing.T) {
 	if err != nil || len(made) != 3 || made[0].BusinessDate != day0.String() || made[1].Entries != 0 || len(made[1].Instructions) != 0 {
 		t.Fatalf("settle due: %v %v", len(made), err)
 	}
-	// A day with no entries says so in its header, not as a backwards range.
+	// A day with no entries says so in its header, with its cut-off, not as a range.
 	var table strings.Builder
 	if err := made[2].WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	if head, _, _ := strings.Cut(table.String(), "\n"); !strings.Contains(head, "0 entries of the day; nothing was recorded after journal position") {
+	if head, _, _ := strings.Cut(table.String(), "\n"); !strings.HasSuffix(head, fmt.Sprintf(": 0 entries of the day, journal cut-off at position %d", made[2].Cutoff)) {
 		t.Fatalf("the empty day's header: %s", head)
 	}
 	if _, _, err := f.runs.Run(ctx, day0.Prev(), nil); code(err) != settlement.CodeBeforeFirstRun {

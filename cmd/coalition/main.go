@@ -180,7 +180,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return bench(ctx, fs, args, dbURL, stdout, progress)
 
 	case "trial-balance":
-		position := fs.Int64("position", 0, "journal position to report at (0: now)")
+		position := fs.Int64("position", 0, "journal position to report at (0, or past the head: now)")
 		if err := parseFlags(fs, args); err != nil {
 			return err
 		}

@@ -196,11 +196,7 @@ coalition contracts list PARTNER`)
 				return fmt.Errorf("contract %s: %w", a[2], err)
 			}
 			return withDB("", false, func(db *database.DB) error {
-				store := partners.NewStore(db.Pool)
-				if _, err := store.Partner(ctx, a[1]); err != nil {
-					return err
-				}
-				v, err := store.AddContract(ctx, a[1], k, time.Now())
+				v, err := partners.NewStore(db.Pool).AddContract(ctx, a[1], k, time.Now())
 				if err != nil {
 					return err
 				}
@@ -209,11 +205,7 @@ coalition contracts list PARTNER`)
 			})
 		case len(a) == 2 && a[0] == "list":
 			return withDB("", false, func(db *database.DB) error {
-				store := partners.NewStore(db.Pool)
-				if _, err := store.Partner(ctx, a[1]); err != nil {
-					return err
-				}
-				list, err := store.Contracts(ctx, a[1])
+				list, err := partners.NewStore(db.Pool).Contracts(ctx, a[1])
 				if err != nil {
 					return err
 				}

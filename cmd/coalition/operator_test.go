@@ -72,14 +72,14 @@ func TestOperatorCommands(t *testing.T) {
 	}
 	fails("not_found: partner nobody does not exist", "contracts", "add", "nobody", good)
 	fails("not_found: partner nobody does not exist", "contracts", "list", "nobody")
-	fails(`unknown field "points_per_dollar"`, "contracts", "add", "acme", misspelt)
+	fails(`malformed_json: unknown field "points_per_dollar": check its spelling`, "contracts", "add", "acme", misspelt)
 	fails("malformed_json: the body ends before its JSON object does", "contracts", "add", "acme", broken)
 	if out := ok("contracts", "add", "acme", good); !strings.Contains(out, "partner acme: contract version 1") {
 		t.Fatalf("contracts add: %s", out)
 	}
 
 	// --help after a subcommand is help, exit 0.
-	for _, args := range [][]string{{"partners", "create", "--help"}, {"contracts", "add", "-h"}, {"keys", "list", "--help"}, {"report", "--help"}} {
+	for _, args := range [][]string{{"partners", "create", "--help"}, {"contracts", "add", "-h"}, {"keys", "revoke", id, "--help"}, {"report", "--help"}} {
 		var stdout, stderr bytes.Buffer
 		if err := run(ctx, args, &stdout, &stderr); exitCode(err) != 0 || !strings.Contains(stderr.String(), "coalition "+args[0]) {
 			t.Errorf("coalition %s: exit %d\n%s", strings.Join(args, " "), exitCode(err), stderr.String())

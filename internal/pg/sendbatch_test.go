@@ -20,7 +20,17 @@ func TestSendBatchGivesTheConnectionBackOnAPanic(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pool := pgtest.Pool(t)
+	// A pool of its own, closed only if the test passes: closing a pool waits for every
+	// connection it lent, and a leaked one would hang the test instead of failing it.
+	pool, err := pg.Connect(ctx, pgtest.URL(t), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			pool.Close()
+		}
+	})
 	for i := 0; i <= int(pool.Config().MaxConns); i++ {
 		func() {
 			defer func() {
