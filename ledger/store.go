@@ -29,7 +29,6 @@ type Ledger struct {
 	newID  func() string
 	// onTerms, if set, is told the terms version every batch reads under the head.
 	onTerms atomic.Pointer[func(int64)]
-	chain   chain // Post's batches in flight (chain.go)
 }
 
 // Option configures a Ledger.
@@ -121,32 +120,15 @@ func (l *Ledger) post(ctx context.Context, entries []Entry, atomic bool) ([]Resu
 		return nil, err
 	}
 	var results []Result
-	var link *chainLink
-	attempts := 0
-	// Two round trips: BEGIN rides with the reads, COMMIT with the writes. The first
-	// attempt rides on the chain of batches (chain.go); a second, after its claim of the
-	// head failed, locks the head in its first round trip.
+	// Two round trips: BEGIN rides with the reads, COMMIT with the writes.
 	err = pg.InPipelinedTx(ctx, l.pool, func(tx pg.Sender) (*pgx.Batch, error) {
-		if link != nil {
-			l.chain.ended(link, false) // the attempt before failed
-		}
-		attempts++
-		if attempts > 1 {
-			l.chain.retried.Add(1)
-		}
-		link = newChainLink()
-		link.ride = attempts == 1 && l.chain.riding()
 		fresh := make([]Entry, len(work))
 		copy(fresh, work)
 		var writes *pgx.Batch
 		var err error
-		results, writes, err = l.postTx(ctx, tx, fresh, hashes, atomic, link)
-		if err == nil {
-			err = link.waitForPred(ctx)
-		}
+		results, writes, err = l.postTx(ctx, tx, fresh, hashes, atomic)
 		return writes, err
 	})
-	l.chain.ended(link, err == nil)
 	if errors.Is(err, errAborted) {
 		return results, nil
 	}
@@ -165,7 +147,7 @@ func (l *Ledger) PostAllIn(ctx context.Context, tx pgx.Tx, entries []Entry) ([]*
 	if err != nil {
 		return nil, err
 	}
-	results, writes, err := l.postTx(ctx, tx, work, hashes, true, nil)
+	results, writes, err := l.postTx(ctx, tx, work, hashes, true)
 	if err == nil && writes.Len() > 0 {
 		err = tx.SendBatch(ctx, writes).Close()
 	}
@@ -346,11 +328,7 @@ type storedKey struct {
 	result []byte
 }
 
-// postTx plans entries in tx and returns their results and the writes to send with
-// COMMIT. link, if not nil, is the batch's place in the chain of Post's batches: when it
-// rides, it is planned on the chain's tail and claims the head with its writes; else, and
-// for a caller's own transaction (link nil), it locks the head in its first round trip.
-func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hashes [][]byte, atomic bool, link *chainLink) ([]Result, *pgx.Batch, error) {
+func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hashes [][]byte, atomic bool) ([]Result, *pgx.Batch, error) {
 	now := l.clock().UTC().Truncate(time.Microsecond)
 	locks := collectLocks(entries)
 	bk := &books{
@@ -362,8 +340,12 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 		bk.members[m] = &memberState{reversed: map[string]decimal.Decimal{}, earned: map[string]decimal.Decimal{}}
 	}
 	stored := map[string]storedKey{}
-	var head headState
-	ride := link != nil && link.ride
+	var head struct {
+		position     int64
+		hash         []byte
+		recordedAt   time.Time
+		termsVersion int64
+	}
 
 	// Round trip 1: lock, in this order, the idempotency keys and references (advisory),
 	// the member accounts (sorted), then the journal head; and load what planning needs.
@@ -494,17 +476,11 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 	if len(locks.restores) > 0 {
 		l.queueConsumptions(b, bk, locks.restores)
 	}
-	headSQL := `SELECT position, hash, recorded_at, terms_version FROM journal_head FOR UPDATE`
-	if ride {
-		headSQL = `SELECT position, hash, recorded_at, terms_version FROM journal_head`
-	}
-	b.Queue(headSQL).QueryRow(func(r pgx.Row) error {
+	b.Queue(`SELECT position, hash, recorded_at, terms_version FROM journal_head FOR UPDATE`).QueryRow(func(r pgx.Row) error {
 		return r.Scan(&head.position, &head.hash, &head.recordedAt, &head.termsVersion)
 	})
-	// The settings are read under the head lock, which a change of them takes too, or, by
-	// a riding batch, before the claim of the head, which fails if they changed since (a
-	// change of them bumps the terms version): a batch never posts in a currency or scale
-	// that changed after it read them.
+	// The settings are read under the head lock, which a change of them takes too: a
+	// batch never posts in a currency or scale that changed after it read them.
 	var currency, zone string
 	var pointsScale int32
 	b.Queue(`SELECT currency, points_scale, time_zone FROM coalition`).QueryRow(func(r pgx.Row) error {
@@ -518,15 +494,6 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 	}
 	if observe := l.onTerms.Load(); observe != nil {
 		(*observe)(head.termsVersion)
-	}
-	if link != nil {
-		// The base is chosen and the batch planned on it under the chain's lock, so that
-		// the next batch plans on where this one ends.
-		l.chain.mu.Lock()
-		defer l.chain.mu.Unlock()
-		if ride {
-			head, link.pred = l.chain.base(head)
-		}
 	}
 	units, err := NewUnits(currency, pointsScale)
 	if err != nil {
@@ -636,21 +603,7 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 		results[i] = replay(storedKey{hash: hashes[j], result: first}, hashes[i], &entries[i])
 	}
 
-	var claim *chainLink
-	if link != nil && position == head.position {
-		link.pred = nil // it writes no entry and claims nothing: nobody to queue behind
-	}
-	if link != nil && position > head.position {
-		link.base, link.end = head, headState{position: position, hash: prev, recordedAt: recordedAt, termsVersion: head.termsVersion}
-		l.chain.tail = link
-		if ride {
-			claim = link
-			l.chain.rode.Add(1)
-		} else {
-			link.holdsHead() // since its first round trip
-		}
-	}
-	writes, err := l.write(units, entries, hashes, results, plans, bk, lotPosition, position, prev, recordedAt, claim)
+	writes, err := l.write(units, entries, hashes, results, plans, bk, lotPosition, position, prev, recordedAt)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -767,11 +720,9 @@ func (bk *books) chargeConsumptions() {
 	}
 }
 
-// write is the second round trip: every row of the batch and the new head, which claim,
-// if set, claims first (chain.go); else the head is locked already and set last.
+// write is the second round trip: every row of the batch, then the new head.
 func (l *Ledger) write(units Units, entries []Entry, hashes [][]byte, results []Result,
-	plans []*planned, bk *books, lotPosition map[string]int64, position int64, headHash []byte, recordedAt time.Time,
-	claim *chainLink) (*pgx.Batch, error) {
+	plans []*planned, bk *books, lotPosition map[string]int64, position int64, headHash []byte, recordedAt time.Time) (*pgx.Batch, error) {
 	var (
 		eID, eKind, ePartner, eMember, eRef, eReverses []string
 		ePos                                           []int64
@@ -835,9 +786,6 @@ func (l *Ledger) write(units Units, entries []Entry, hashes [][]byte, results []
 	}
 
 	b := &pgx.Batch{}
-	if claim != nil {
-		claim.queueClaim(b)
-	}
 	if len(eID) > 0 {
 		b.Queue(`INSERT INTO entries (id, position, kind, partner_id, member_id, reference, business_time, recorded_at,
 				metadata, reverses, prev_hash, hash)
@@ -911,7 +859,7 @@ func (l *Ledger) write(units Units, entries []Entry, hashes [][]byte, results []
 			  FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[]) AS t(partner, key, hash, entry, result)`,
 			kPartner, kKey, kHash, kEntry, kResult, recordedAt)
 	}
-	if len(eID) > 0 && claim == nil {
+	if len(eID) > 0 {
 		b.Queue(`UPDATE journal_head SET position = $1, hash = $2, recorded_at = $3`, position, headHash, recordedAt)
 	}
 	return b, nil

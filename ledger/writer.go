@@ -28,9 +28,7 @@ const (
 	// DefaultWriterWindow is how long a batch that is not full waits for more entries.
 	DefaultWriterWindow = 200 * time.Microsecond
 	// DefaultWriterFlushers is how many batches may be in flight at once: while one
-	// holds the journal head and commits, the next takes its locks, loads its books, is
-	// planned on where the first will leave the head and queues its claim of it
-	// (chain.go). A third only adds work at the same lock (0.9× in paired runs).
+	// holds the journal head and commits, the next takes its locks and loads its books.
 	DefaultWriterFlushers = 2
 	// DefaultWriterBatchTimeout bounds one shared transaction, whoever waits on it.
 	DefaultWriterBatchTimeout = 30 * time.Second
