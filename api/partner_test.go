@@ -149,7 +149,10 @@ func TestBadAmountsAreRefusedAndWriteNothing(t *testing.T) {
 		"bad phone":         {map[string]any{"member": map[string]string{"phone": "call me"}, "amount": "10.00", "currency": "RUB"}, 422, "invalid_phone"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			e.post("/v1/partners/fuelco/earns", e.fuel, "bad-"+name, tc.body).wantError(t, tc.status, tc.code)
+			got := e.post("/v1/partners/fuelco/earns", e.fuel, "bad-"+name, tc.body).wantError(t, tc.status, tc.code)
+			if name == "bad phone" && got.Details["field"] != "member.phone" {
+				t.Errorf("details %v do not name member.phone", got.Details)
+			}
 		})
 	}
 	e.request(http.MethodPost, "/v1/partners/fuelco/earns", e.fuel, map[string]any{"member": member, "amount": "10.00", "currency": "RUB"}).

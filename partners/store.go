@@ -367,6 +367,10 @@ func (r MemberRef) normalize(region string) (MemberRef, error) {
 	}
 	if r.Phone != "" {
 		p, err := NormalizePhone(r.Phone, region)
+		var perr *ledger.Error
+		if errors.As(err, &perr) {
+			return r, perr.With("field", "member.phone")
+		}
 		if err != nil {
 			return r, err
 		}
