@@ -172,10 +172,18 @@ func TestResolverTripFailingForAllFailsEveryCall(t *testing.T) {
 			t.Fatalf("call = %+v, want the trip's error", a)
 		}
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.running != 0 || len(r.queue) != 0 {
-		t.Fatalf("resolver left running=%d queue=%d", r.running, len(r.queue))
+	// The calls are answered inside the trip; its round-trip loop then finds the queue
+	// empty and stops, a moment later.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		r.mu.Lock()
+		running, queued := r.running, len(r.queue)
+		r.mu.Unlock()
+		if running == 0 && queued == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("resolver left running=%d queue=%d", running, queued)
+		}
 	}
 }
 
