@@ -87,6 +87,10 @@ func TestOperatorCommands(t *testing.T) {
 	}
 
 	fails("not_found: partner nobody does not exist", "report", "trial-balance", "--partner", "nobody")
+	var stdout, stderr bytes.Buffer
+	if err := run(ctx, []string{"report", "account", "nosuch", "--database-url", url}, &stdout, &stderr); err == nil || stdout.Len() > 0 {
+		t.Fatalf("report account nosuch: %v, printed %q", err, stdout.String())
+	}
 
 	// Past the head is the head, said so.
 	if out := ok("trial-balance", "--position", "999"); !strings.HasPrefix(out, "Trial balance at position 0\n") {

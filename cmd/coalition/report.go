@@ -121,8 +121,9 @@ func reportCommand(ctx context.Context, fs *flag.FlagSet, args []string,
 					*audit.StatementTail
 				}{head, nonNil(lines), tail})
 			}
-			out.row("position", "entry", "kind", "partner", "reference", "business_time", "recorded_at", "amount", "balance")
 			tail, err = r.AccountStatement(ctx, name, fromPos, toPos, func(h audit.StatementHead) error {
+				// The header once the account is known: an unknown one prints only its error.
+				out.row("position", "entry", "kind", "partner", "reference", "business_time", "recorded_at", "amount", "balance")
 				out.row(strconv.FormatInt(h.From-1, 10), "", "opening", "", "", "", "", "", h.Opening)
 				return nil
 			}, func(p audit.StatementPosting) error {
