@@ -40,6 +40,7 @@ type awardJSON struct {
 	ExpiryDays   *int       `json:"expiry_days"`
 	BusinessTime *time.Time `json:"business_time"`
 	Reference    string     `json:"reference"`
+	Import       bool       `json:"import"`
 }
 
 // award gives a member points from the operator (a bonus, goodwill): 201 with the entry
@@ -84,7 +85,8 @@ func (s *Server) awardOp(c echo.Context, r partners.Request, body []byte) (int, 
 		return 0, nil, ledger.Errorf(ledger.CodeInvalid, "points is required").With("field", "points")
 	}
 	res, err := s.service().Award(c.Request().Context(), r.IdempotencyKey, r.RequestHash, partners.AwardInput{
-		Member: ref, Points: pts, Reason: in.Reason, ExpiryDays: in.ExpiryDays, BusinessTime: in.BusinessTime, Reference: in.Reference})
+		Member: ref, Points: pts, Reason: in.Reason, ExpiryDays: in.ExpiryDays, BusinessTime: in.BusinessTime, Reference: in.Reference,
+		Import: in.Import})
 	if err != nil {
 		return 0, nil, err
 	}

@@ -435,6 +435,29 @@ func TestTheOperatorAwardsPoints(t *testing.T) {
 	if b, err := e.ledger.Balance(context.Background(), "operator:awards"); err != nil || !b.IsPositive() {
 		t.Fatalf("operator:awards = %s, %v; want the value of the award points taken", b, err)
 	}
+	// Older history is imported: before the window only with "import", which needs its
+	// business time and still may not lie in the future.
+	old := time.Now().Add(-60 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	carried := map[string]any{"points": "7", "reason": "carried over from the old programme", "business_time": old}
+	e.request(http.MethodPost, path, e.operator, carried, "Idempotency-Key", "imp-1").
+		wantError(t, http.StatusUnprocessableEntity, "business_time_out_of_window")
+	carried["import"] = true
+	var imported struct {
+		Member struct{ Balance string }
+	}
+	e.request(http.MethodPost, path, e.operator, carried, "Idempotency-Key", "imp-2").want(t, http.StatusCreated).decode(t, &imported)
+	if imported.Member.Balance != "47" { // 60 − 20 + 7
+		t.Fatalf("balance after the import %s, want 47", imported.Member.Balance)
+	}
+	got := e.request(http.MethodPost, path, e.operator, map[string]any{"points": "7", "reason": "x", "import": true}, "Idempotency-Key", "imp-3").
+		wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+	if got.Details["field"] != "business_time" {
+		t.Fatalf("an import without its time: %+v", got)
+	}
+	ahead := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	e.request(http.MethodPost, path, e.operator, map[string]any{"points": "7", "reason": "x", "import": true, "business_time": ahead}, "Idempotency-Key", "imp-4").
+		wantError(t, http.StatusUnprocessableEntity, "business_time_out_of_window")
+	e.booksBalance()
 }
 
 func TestRequestHashComparesJSONValuesWithExactNumbers(t *testing.T) {

@@ -21,6 +21,9 @@ type AwardInput struct {
 	ExpiryDays   *int
 	BusinessTime *time.Time // nil: now
 	Reference    string
+	// Import records older history (DESIGN: the operator may import it): BusinessTime may
+	// lie before the business-time window, though never after it.
+	Import bool
 }
 
 // AwardResult is the answer to an award.
@@ -53,7 +56,10 @@ func (s *Service) Award(ctx context.Context, key string, hash []byte, in AwardIn
 		return nil, invalid("expiry_days", "expiry_days is 1 to %d, or leave it out for points that never expire", maxAwardDays)
 	}
 	bt := s.businessTime(in.BusinessTime)
-	if err := s.Ledger.Window().Check(bt, s.Now(), false); err != nil {
+	if in.Import && in.BusinessTime == nil {
+		return nil, invalid("business_time", "an import needs the business_time of the history it records")
+	}
+	if err := s.Ledger.Window().Check(bt, s.Now(), in.Import); err != nil {
 		return nil, err
 	}
 	c, err := s.Store.Coalition(ctx)
@@ -73,7 +79,7 @@ func (s *Service) Award(ctx context.Context, key string, hash []byte, in AwardIn
 	}
 	posted, replayed, err := s.postOne(ctx, ledger.Entry{
 		Kind: ledger.EntryAward, Partner: ledger.OperatorIssuer, Member: m.ID, Reference: in.Reference,
-		IdempotencyKey: key, RequestHash: hash, BusinessTime: bt,
+		IdempotencyKey: key, RequestHash: hash, BusinessTime: bt, Import: in.Import,
 		Metadata: metadata(entryMeta{Award: &awardMeta{Reason: in.Reason}}),
 		Op:       ledger.Issue{Points: in.Points, Issuer: ledger.OperatorIssuer, ExpiresAt: expires},
 	})
