@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -635,22 +636,27 @@ func TestTrialBalanceIsOneMoment(t *testing.T) {
 	l, _ := open(t)
 	mustPost(t, l, earn("m", "a", "1", ""))
 	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
+	var posters sync.WaitGroup
+	for p := 0; p < 4; p++ {
+		posters.Add(1)
+		go func() {
+			defer posters.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := l.PostOne(ctx, earn(fmt.Sprint("m", p), "a", "1", "")); err != nil {
+					t.Error(err)
+					return
+				}
 			}
-			if _, err := l.PostOne(ctx, earn("m", "a", "1", "")); err != nil {
-				t.Error(err)
-				return
-			}
-		}
-	}()
-	for i := 0; i < 20; i++ {
+		}()
+	}
+	defer posters.Wait()
+	defer close(stop)
+	for i := 0; i < 200; i++ {
 		tb, err := l.TrialBalance(ctx, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -662,6 +668,4 @@ func TestTrialBalanceIsOneMoment(t *testing.T) {
 			}
 		}
 	}
-	close(stop)
-	<-done
 }
