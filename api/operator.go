@@ -31,13 +31,9 @@ func (s *Server) putCoalition(c echo.Context) error {
 	if err != nil {
 		return writeError(c, err)
 	}
-	// The shape first (400), then the amounts as decimal strings (422).
-	if err := decodeBytes(body, &partners.Coalition{}); err != nil {
-		return writeError(c, err)
-	}
-	coal, err := partners.DecodeCoalition(body)
+	coal, err := decodeSettings(body, partners.DecodeCoalition)
 	if err != nil {
-		return writeError(c, settingsError(err))
+		return writeError(c, err)
 	}
 	ctx := c.Request().Context()
 	if err := s.cfg.Store.SetCoalition(ctx, coal); err != nil {
@@ -157,14 +153,22 @@ func (s *Server) addContract(c echo.Context) error {
 // every client of it (the CLI's contracts add too): one JSON object, strictly, and a
 // failure as a *ledger.Error that says what to fix.
 func DecodeContract(body []byte) (partners.Contract, error) {
-	if err := decodeBytes(body, &partners.Contract{}); err != nil {
-		return partners.Contract{}, err
+	return decodeSettings(body, partners.DecodeContract)
+}
+
+// decodeSettings reads an operator's settings body: its shape first, as every body is
+// read (400), then with the domain's decoder, which checks the amounts as decimal
+// strings and the required fields (422).
+func decodeSettings[T any](body []byte, decode func([]byte) (T, error)) (T, error) {
+	var v T
+	if err := decodeBytes(body, &v); err != nil {
+		return v, err
 	}
-	k, err := partners.DecodeContract(body)
+	v, err := decode(body)
 	if err != nil {
-		return partners.Contract{}, settingsError(err)
+		return v, settingsError(err)
 	}
-	return k, nil
+	return v, nil
 }
 
 // contractList is the answer listing a partner's contract versions.

@@ -139,14 +139,16 @@ func (l *Ledger) TrialBalance(ctx context.Context, position int64) (*TrialBalanc
 		if err := tx.QueryRow(ctx, `SELECT position FROM journal_head`).Scan(&tb.Position); err != nil {
 			return err
 		}
-		query := `SELECT name, unit, balance FROM accounts WHERE $1::bigint >= 0 ORDER BY name`
+		var rows pgx.Rows
+		var err error
 		if position > 0 && position < tb.Position {
 			tb.Position = position
-			query = `SELECT a.name, a.unit, COALESCE(sum(p.amount), 0)
+			rows, err = tx.Query(ctx, `SELECT a.name, a.unit, COALESCE(sum(p.amount), 0)
 				  FROM accounts a JOIN postings p ON p.account = a.name AND p.position <= $1
-				 GROUP BY a.name, a.unit ORDER BY a.name`
+				 GROUP BY a.name, a.unit ORDER BY a.name`, position)
+		} else {
+			rows, err = tx.Query(ctx, `SELECT name, unit, balance FROM accounts ORDER BY name`)
 		}
-		rows, err := tx.Query(ctx, query, tb.Position)
 		if err != nil {
 			return err
 		}

@@ -31,21 +31,10 @@ var (
 // error in a setting must not pass silently). It does not Validate.
 func DecodeCoalition(data []byte) (Coalition, error) {
 	var c Coalition
-	if err := decodeStrict(data, &c); err != nil {
-		return c, err
-	}
-	// The settings are replaced whole: a setting left out would become its zero (no
-	// tiers, whole points) without a word.
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(data, &fields); err != nil {
-		return c, err
-	}
-	for _, name := range []string{"currency", "point_value", "points_scale", "time_zone", "settlement_time", "tiers"} {
-		if _, ok := fields[name]; !ok {
-			return c, invalid(name, "required: the settings are replaced whole, so send every one (GET /v1/coalition gives them as they are)")
-		}
-	}
-	return c, nil
+	// The settings are replaced whole: a setting left out would become its zero (no tiers,
+	// whole points) without a word.
+	err := decodeStrict(data, &c, "currency", "point_value", "points_scale", "time_zone", "settlement_time", "tiers")
+	return c, err
 }
 
 // DecodeContract decodes a contract version from a request as strictly as
@@ -56,10 +45,11 @@ func DecodeContract(data []byte) (Contract, error) {
 	return k, err
 }
 
-// decodeStrict checks the amounts in data, then decodes it into v with unknown fields
-// refused. Malformed JSON comes back as the decoder's own error (a 400); a bad amount or
-// field as an invalid_amount, invalid_scale or invalid_request *ledger.Error (a 422).
-func decodeStrict(data []byte, v any) error {
+// decodeStrict checks the amounts in data and that it has every required field, then
+// decodes it into v with unknown fields refused. Malformed JSON comes back as the
+// decoder's own error (a 400); a bad amount or a missing field as an invalid_amount,
+// invalid_scale or invalid_request *ledger.Error (a 422).
+func decodeStrict(data []byte, v any, required ...string) error {
 	if len(data) > MaxSettingsBytes {
 		return ledger.Errorf(ledger.CodeInvalid, "the settings are %d bytes, above the limit of %d", len(data), MaxSettingsBytes)
 	}
@@ -72,11 +62,17 @@ func decodeStrict(data []byte, v any) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("unexpected data after the JSON object")
 	}
-	if _, ok := tree.(map[string]any); !ok {
+	fields, ok := tree.(map[string]any)
+	if !ok {
 		return ledger.Errorf(ledger.CodeInvalid, "the settings must be a JSON object")
 	}
 	if err := checkAmounts("", tree); err != nil {
 		return err
+	}
+	for _, name := range required {
+		if _, ok := fields[name]; !ok {
+			return invalid(name, "required: the settings are replaced whole, so send every one (GET /v1/coalition gives them as they are)")
+		}
 	}
 	dec = json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()

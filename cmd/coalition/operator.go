@@ -58,23 +58,21 @@ coalition keys revoke ID
 			return usageError{"keys: say create, list or revoke"}
 		}
 		sub := args[0]
-		if sub == "help" {
+		if sub == "help" || sub == "-h" || sub == "-help" || sub == "--help" {
 			fs.Usage()
 			return flag.ErrHelp
 		}
-		if _, err := parseWords(fs, args); err != nil {
+		words, err := parseWords(fs, args[1:])
+		if err != nil {
 			return err
 		}
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
+		if sub != "revoke" && len(words) > 0 {
+			return usageError{fmt.Sprintf("keys %s takes flags only, not %q", sub, strings.Join(words, " "))}
 		}
 		switch sub {
 		case "create":
 			if *role == "" {
 				return usageError{"keys create needs --role operator|auditor|partner"}
-			}
-			if fs.NArg() > 0 {
-				return usageError{fmt.Sprintf("keys create takes flags only, not %q", strings.Join(fs.Args(), " "))}
 			}
 			return withDB("", false, func(db *database.DB) error {
 				id, secret, err := partners.NewKeys(db.Pool).Create(ctx, partners.Role(*role), *partner)
@@ -86,9 +84,6 @@ coalition keys revoke ID
 				return nil
 			})
 		case "list":
-			if fs.NArg() > 0 {
-				return usageError{fmt.Sprintf("keys list takes flags only, not %q", strings.Join(fs.Args(), " "))}
-			}
 			return withDB("", false, func(db *database.DB) error {
 				list, err := partners.NewKeys(db.Pool).List(ctx)
 				if err != nil {
@@ -109,14 +104,14 @@ coalition keys revoke ID
 				return tw.Flush()
 			})
 		case "revoke":
-			if fs.NArg() != 1 {
+			if len(words) != 1 {
 				return usageError{"keys revoke takes the key's id"}
 			}
 			return withDB("", false, func(db *database.DB) error {
-				if err := partners.NewKeys(db.Pool).Revoke(ctx, fs.Arg(0)); err != nil {
+				if err := partners.NewKeys(db.Pool).Revoke(ctx, words[0]); err != nil {
 					return err
 				}
-				fmt.Fprintf(stdout, "revoked key %s\n", fs.Arg(0))
+				fmt.Fprintf(stdout, "revoked key %s\n", words[0])
 				return nil
 			})
 		}
