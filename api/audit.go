@@ -83,11 +83,6 @@ func (s *Server) trialBalance(c echo.Context) error {
 		}
 	}
 	partner := c.QueryParam("partner")
-	if partner != "" {
-		if _, err := s.cfg.Store.Partner(ctx, partner); err != nil {
-			return writeError(c, err)
-		}
-	}
 	tb, err := s.reports().TrialBalance(ctx, pos, partner)
 	if err != nil {
 		return writeError(c, err)

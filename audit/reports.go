@@ -145,14 +145,24 @@ func groupOf(account string) string {
 }
 
 // TrialBalance returns the trial balance as of position (0: the head). With partner set,
-// it lists only that partner's accounts (the totals are then the partner's net); the
-// groups are always the whole coalition's.
+// it lists only that partner's accounts (the totals are then the partner's net), and an
+// unknown partner is not_found rather than an empty table; the groups are always the
+// whole coalition's.
 func (r *Reports) TrialBalance(ctx context.Context, position int64, partner string) (*TrialBalance, error) {
 	snap, err := openSnapshot(ctx, r.pool)
 	if err != nil {
 		return nil, err
 	}
 	defer snap.close(ctx)
+	if partner != "" {
+		var known bool
+		if err := snap.tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM partners WHERE id = $1)`, partner).Scan(&known); err != nil {
+			return nil, fmt.Errorf("trial balance: %w", err)
+		}
+		if !known {
+			return nil, ledger.Errorf(ledger.CodeNotFound, "partner %s does not exist", partner)
+		}
+	}
 	if position <= 0 || position > snap.head.Position {
 		position = snap.head.Position
 	}

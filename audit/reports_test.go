@@ -47,6 +47,10 @@ func TestTrialBalanceByHand(t *testing.T) {
 		t.Fatalf("groups = %v", groups)
 	}
 
+	// An unknown partner has no side: not_found, not an empty table.
+	if _, err := r.TrialBalance(ctx, 0, "nobody"); ledger.ErrorCode(err) != ledger.CodeNotFound {
+		t.Fatalf("a partner that does not exist: %v", err)
+	}
 	// At the head, one partner's side.
 	tb, err = r.TrialBalance(ctx, 0, "fuelco")
 	if err != nil {

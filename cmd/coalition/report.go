@@ -74,12 +74,6 @@ func reportCommand(ctx context.Context, fs *flag.FlagSet, args []string,
 		defer out.csv.Flush()
 		switch which {
 		case "trial-balance":
-			if *partner != "" {
-				// As GET /v1/trial-balance?partner=: an unknown partner is not an empty table.
-				if _, err := partners.NewStore(db.Pool).Partner(ctx, *partner); err != nil {
-					return err
-				}
-			}
 			pos := *position
 			if *asOf != "" {
 				if pos, err = r.ParseBound(ctx, *asOf, false); err != nil {
