@@ -181,6 +181,7 @@ func TestContracts(t *testing.T) {
 		{"rate as a number", fmt.Sprintf(`{"effective_from": %q, "earn": {"points_per_unit": 1}}`, future(2)), "422", "invalid_amount", "earn.points_per_unit"},
 		{"negative fee", fmt.Sprintf(`{"effective_from": %q, "earn": {"points_per_unit": "1"}, "fee_per_point": "-1"}`, future(2)), "422", "invalid_amount", "fee_per_point"},
 		{"other currency", fmt.Sprintf(`{"effective_from": %q, "currency": "EUR", "earn": {"points_per_unit": "1"}}`, future(2)), "422", "currency_mismatch", "currency"},
+		{"no currency at all", fmt.Sprintf(`{"effective_from": %q, "currency": "EURO", "earn": {"points_per_unit": "1"}}`, future(2)), "422", "unknown_unit", "currency"},
 		{"bad rounding", fmt.Sprintf(`{"effective_from": %q, "earn": {"points_per_unit": "1"}, "rounding": "up"}`, future(2)), "422", "invalid_request", "rounding"},
 		{"unknown field", fmt.Sprintf(`{"effective_from": %q, "earn": {"points_per_unit": "1"}, "colour": "red"}`, future(2)), "400", "malformed_json", "colour"},
 		{"effective_from not a time", `{"effective_from": "tomorrow", "earn": {"points_per_unit": "1"}}`, "400", "malformed_json", ""},

@@ -138,20 +138,25 @@ func TestBadAmountsAreRefusedAndWriteNothing(t *testing.T) {
 		status int
 		code   string
 	}{
-		"too many decimals": {map[string]any{"member": member, "amount": "10.001", "currency": "RUB"}, 422, "invalid_scale"},
-		"exponent":          {map[string]any{"member": member, "amount": "1e3", "currency": "RUB"}, 422, "invalid_amount"},
-		"negative":          {map[string]any{"member": member, "amount": "-10.00", "currency": "RUB"}, 422, "invalid_amount"},
-		"absurd":            {map[string]any{"member": member, "amount": "99999999999999999.00", "currency": "RUB"}, 422, "invalid_amount"},
-		"a number":          {`{"member": {"card": "1"}, "amount": 10.5, "currency": "RUB"}`, 400, "malformed_json"},
-		"another currency":  {map[string]any{"member": member, "amount": "10.00", "currency": "EUR"}, 422, "currency_mismatch"},
-		"unknown field":     {`{"member": {"card": "1"}, "amount": "10.00", "currency": "RUB", "tip": "1"}`, 400, "malformed_json"},
-		"two members":       {map[string]any{"member": map[string]string{"card": "1", "phone": "+79161234567"}, "amount": "10.00", "currency": "RUB"}, 422, "invalid_request"},
-		"bad phone":         {map[string]any{"member": map[string]string{"phone": "call me"}, "amount": "10.00", "currency": "RUB"}, 422, "invalid_phone"},
+		"too many decimals":  {map[string]any{"member": member, "amount": "10.001", "currency": "RUB"}, 422, "invalid_scale"},
+		"exponent":           {map[string]any{"member": member, "amount": "1e3", "currency": "RUB"}, 422, "invalid_amount"},
+		"negative":           {map[string]any{"member": member, "amount": "-10.00", "currency": "RUB"}, 422, "invalid_amount"},
+		"absurd":             {map[string]any{"member": member, "amount": "99999999999999999.00", "currency": "RUB"}, 422, "invalid_amount"},
+		"a number":           {`{"member": {"card": "1"}, "amount": 10.5, "currency": "RUB"}`, 400, "malformed_json"},
+		"another currency":   {map[string]any{"member": member, "amount": "10.00", "currency": "EUR"}, 422, "currency_mismatch"},
+		"no currency at all": {map[string]any{"member": member, "amount": "10.00", "currency": "XYZ"}, 422, "unknown_unit"},
+		"lower case":         {map[string]any{"member": member, "amount": "10.00", "currency": "rub"}, 422, "unknown_unit"},
+		"unknown field":      {`{"member": {"card": "1"}, "amount": "10.00", "currency": "RUB", "tip": "1"}`, 400, "malformed_json"},
+		"two members":        {map[string]any{"member": map[string]string{"card": "1", "phone": "+79161234567"}, "amount": "10.00", "currency": "RUB"}, 422, "invalid_request"},
+		"bad phone":          {map[string]any{"member": map[string]string{"phone": "call me"}, "amount": "10.00", "currency": "RUB"}, 422, "invalid_phone"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got := e.post("/v1/partners/fuelco/earns", e.fuel, "bad-"+name, tc.body).wantError(t, tc.status, tc.code)
 			if name == "bad phone" && got.Details["field"] != "member.phone" {
 				t.Errorf("details %v do not name member.phone", got.Details)
+			}
+			if tc.code == "unknown_unit" && got.Details["field"] != "currency" {
+				t.Errorf("details %v do not name the currency", got.Details)
 			}
 		})
 	}

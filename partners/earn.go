@@ -230,9 +230,14 @@ func divCeil(n, d decimal.Decimal) decimal.Decimal {
 	return q
 }
 
-// CheckCurrency refuses a purchase in another currency than the coalition's.
+// CheckCurrency refuses a purchase in another currency than the coalition's: as
+// unknown_unit when it is no ISO 4217 currency at all (a typo to fix, not a currency the
+// coalition does not settle in).
 func CheckCurrency(purchase, coalition string) error {
 	if purchase != coalition {
+		if _, err := ledger.CurrencyScale(purchase); err != nil {
+			return err.(*ledger.Error).With("field", "currency")
+		}
 		return ledger.Errorf(CodeCurrencyMismatch, "the purchase is in %s but the coalition's currency is %s", purchase, coalition).With("field", "currency")
 	}
 	return nil
