@@ -163,42 +163,24 @@ func (r *Reports) TrialBalance(ctx context.Context, position int64, partner stri
 			return nil, ledger.Errorf(ledger.CodeNotFound, "partner %s does not exist", partner)
 		}
 	}
-	if position <= 0 || position > snap.head.Position {
-		position = snap.head.Position
-	}
-	// At the head the stored balances are the figures (verify holds them to their
-	// postings); before it, the postings up to the position are summed.
-	query := `SELECT a.name, a.unit, COALESCE(sum(p.amount), 0)
-		  FROM accounts a JOIN postings p ON p.account = a.name AND p.position <= $1
-		 GROUP BY a.name, a.unit ORDER BY a.name COLLATE "C"`
-	if position == snap.head.Position {
-		query = `SELECT name, unit, balance FROM accounts WHERE $1::bigint >= 0 AND EXISTS (SELECT 1 FROM postings p WHERE p.account = accounts.name)
-		 ORDER BY name COLLATE "C"`
-	}
-	rows, err := snap.tx.Query(ctx, query, position)
+	position, balances, err := ledger.BalancesAt(ctx, snap.tx, position, snap.head.Position)
 	if err != nil {
 		return nil, fmt.Errorf("trial balance: %w", err)
 	}
 	tb := &TrialBalance{Position: position, Partner: partner, Accounts: []BalanceLine{}, Totals: map[string]Amount{}, Groups: []GroupTotal{}}
 	totals := map[string]decimal.Decimal{}
 	groups := map[string]map[string]decimal.Decimal{}
-	var name, unit string
-	var bal decimal.Decimal
-	_, err = pgx.ForEachRow(rows, []any{&name, &unit, &bal}, func() error {
-		g := groupOf(name)
+	for _, b := range balances {
+		g := groupOf(b.Account)
 		if groups[g] == nil {
 			groups[g] = map[string]decimal.Decimal{}
 		}
-		groups[g][unit] = groups[g][unit].Add(bal)
+		groups[g][b.Unit] = groups[g][b.Unit].Add(b.Balance)
 		if partner != "" && g != "partner:"+partner {
-			return nil
+			continue
 		}
-		totals[unit] = totals[unit].Add(bal)
-		tb.Accounts = append(tb.Accounts, BalanceLine{Account: name, Unit: unit, Balance: formatUnit(snap.units, unit, bal)})
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("trial balance: %w", err)
+		totals[b.Unit] = totals[b.Unit].Add(b.Balance)
+		tb.Accounts = append(tb.Accounts, BalanceLine{Account: b.Account, Unit: b.Unit, Balance: formatUnit(snap.units, b.Unit, b.Balance)})
 	}
 	for _, u := range []string{ledger.Points, snap.units.Currency} {
 		tb.Totals[u] = formatUnit(snap.units, u, totals[u])

@@ -669,3 +669,28 @@ func TestTrialBalanceIsOneMoment(t *testing.T) {
 		}
 	}
 }
+
+func TestTrialBalanceListsPostedAccountsOnly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, _ := open(t)
+	mustPost(t, l, earn("m", "a", "10", ""))
+	// A refused redemption of a member who never earned still makes the member's
+	// account (the writer locks it), with no posting: no line in the trial balance, at
+	// the head or before it.
+	_, err := l.PostOne(ctx, redeem("ghost", "b", "5", "0.01", ""))
+	wantCode(t, err, ledger.CodeInsufficientPoints)
+	for _, position := range []int64{0, 1} {
+		tb, err := l.TrialBalance(ctx, position)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, b := range tb.Accounts {
+			names = append(names, b.Account)
+		}
+		if want := []string{"member:m", "partner:a:issued"}; fmt.Sprint(names) != fmt.Sprint(want) {
+			t.Fatalf("at %d: accounts %v, want %v", position, names, want)
+		}
+	}
+}

@@ -136,27 +136,12 @@ type TrialBalance struct {
 func (l *Ledger) TrialBalance(ctx context.Context, position int64) (*TrialBalance, error) {
 	tb := &TrialBalance{Totals: map[string]decimal.Decimal{}}
 	err := pgx.BeginTxFunc(ctx, l.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT position FROM journal_head`).Scan(&tb.Position); err != nil {
+		var head int64
+		if err := tx.QueryRow(ctx, `SELECT position FROM journal_head`).Scan(&head); err != nil {
 			return err
 		}
-		var rows pgx.Rows
 		var err error
-		if position > 0 && position < tb.Position {
-			tb.Position = position
-			rows, err = tx.Query(ctx, `SELECT a.name, a.unit, COALESCE(sum(p.amount), 0)
-				  FROM accounts a JOIN postings p ON p.account = a.name AND p.position <= $1
-				 GROUP BY a.name, a.unit ORDER BY a.name`, position)
-		} else {
-			rows, err = tx.Query(ctx, `SELECT name, unit, balance FROM accounts ORDER BY name`)
-		}
-		if err != nil {
-			return err
-		}
-		tb.Accounts, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (AccountBalance, error) {
-			var b AccountBalance
-			err := r.Scan(&b.Account, &b.Unit, &b.Balance)
-			return b, err
-		})
+		tb.Position, tb.Accounts, err = BalancesAt(ctx, tx, position, head)
 		return err
 	})
 	if err != nil {
@@ -166,6 +151,35 @@ func (l *Ledger) TrialBalance(ctx context.Context, position int64) (*TrialBalanc
 		tb.Totals[b.Unit] = tb.Totals[b.Unit].Add(b.Balance)
 	}
 	return tb, nil
+}
+
+// BalancesAt returns, inside tx (a snapshot whose journal head is at head), the balance
+// of every account posted to by the position given (0, or past the head: the head), in
+// name order (bytewise), and the position it answered at. It is the one query behind the
+// engine's trial balance and the auditor's, so that both list the same accounts: an
+// account made for a request that was refused, never posted to, is in neither.
+func BalancesAt(ctx context.Context, tx pgx.Tx, position, head int64) (int64, []AccountBalance, error) {
+	// At the head the stored balances are the figures (verify holds them to their
+	// postings); before it, the postings up to the position are summed.
+	query := `SELECT a.name, a.unit, sum(p.amount)
+		  FROM accounts a JOIN postings p ON p.account = a.name AND p.position <= $1
+		 GROUP BY a.name, a.unit ORDER BY a.name COLLATE "C"`
+	if position <= 0 || position >= head {
+		position = head
+		query = `SELECT name, unit, balance FROM accounts a
+		 WHERE EXISTS (SELECT FROM postings p WHERE p.account = a.name AND p.position <= $1)
+		 ORDER BY name COLLATE "C"`
+	}
+	rows, err := tx.Query(ctx, query, position)
+	if err != nil {
+		return 0, nil, err
+	}
+	balances, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (AccountBalance, error) {
+		var b AccountBalance
+		err := r.Scan(&b.Account, &b.Unit, &b.Balance)
+		return b, err
+	})
+	return position, balances, err
 }
 
 // lotColumns are the columns scanLot reads, in its order.
