@@ -8,10 +8,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/legacy"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/shopspring/decimal"
@@ -150,7 +155,52 @@ func (e *env) send(req *http.Request) response {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	e.checkAgainstOpenAPI(req, res, raw)
 	return response{Status: res.StatusCode, Header: res.Header, Body: raw}
+}
+
+var openAPI struct {
+	once   sync.Once
+	router routers.Router
+	err    error
+}
+
+// checkAgainstOpenAPI fails the test when a JSON answer of a documented operation does
+// not match docs/openapi.yaml: its status must be one the operation lists, and its body
+// the schema given for it. Every answer of every test here is held to the document, which
+// is what clients generate their code from.
+func (e *env) checkAgainstOpenAPI(req *http.Request, res *http.Response, body []byte) {
+	e.t.Helper()
+	openAPI.once.Do(func() {
+		doc, err := openapi3.NewLoader().LoadFromFile("../docs/openapi.yaml")
+		if err == nil {
+			openAPI.router, err = legacy.NewRouter(doc)
+		}
+		openAPI.err = err
+	})
+	if openAPI.err != nil {
+		e.t.Fatalf("docs/openapi.yaml: %v", openAPI.err)
+	}
+	if !strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
+		return
+	}
+	// The document's server is the default address; the route is found as if there.
+	at := req.Clone(context.Background())
+	at.URL.Scheme, at.URL.Host, at.Host = "http", "127.0.0.1:8080", "127.0.0.1:8080"
+	route, params, err := openAPI.router.FindRoute(at)
+	if err != nil {
+		return // not a documented route (a 404 for a path nobody serves, /healthz)
+	}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: at, PathParams: params, Route: route},
+		Status:                 res.StatusCode,
+		Header:                 res.Header,
+		Body:                   io.NopCloser(bytes.NewReader(body)),
+		Options:                &openapi3filter.Options{IncludeResponseStatus: true},
+	}
+	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
+		e.t.Errorf("%s %s answered %d %s, which docs/openapi.yaml does not describe: %v", req.Method, req.URL.Path, res.StatusCode, body, err)
+	}
 }
 
 // want fails the test unless the answer has the status.

@@ -546,8 +546,8 @@ func (s *Server) reverse(c echo.Context, r partners.Request, body []byte) (int, 
 	}
 	out := partners.ReverseInput{Entry: in.Entry, Reference: in.OriginalReference, Kind: ledger.EntryKind(in.OriginalKind),
 		NewReference: in.Reference, BusinessTime: in.BusinessTime}
-	if in.OriginalReference != "" && in.OriginalKind != string(ledger.EntryEarn) && in.OriginalKind != string(ledger.EntryRedemption) {
-		return 0, nil, ledger.Errorf(ledger.CodeInvalid, "original_kind must be earn or redemption with original_reference").With("field", "original_kind")
+	if k := out.Kind; in.OriginalReference != "" && k != ledger.EntryEarn && k != ledger.EntryRedemption && k != ledger.EntryCapture {
+		return 0, nil, ledger.Errorf(ledger.CodeInvalid, "original_kind must be earn, redemption or capture with original_reference").With("field", "original_kind")
 	}
 	sc, err := s.scales(c)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -401,5 +402,81 @@ func TestOnlyRepeatedRefusalsAreReplays(t *testing.T) {
 		if got := r.Header.Get("Idempotent-Replayed"); got != replayed {
 			t.Fatalf("refusal before the engine, request %d: Idempotent-Replayed %q, want %q", i+1, got, replayed)
 		}
+	}
+}
+
+func TestHoldsAreNamedByTheirReference(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	ctx := context.Background()
+	member := map[string]string{"card": "77"}
+	e.post("/v1/partners/fuelco/earns", e.fuel, "e-1", map[string]any{"member": member, "amount": "5000.00", "currency": "RUB"}).
+		want(t, http.StatusCreated) // 500 points
+	var h struct{ Hold struct{ ID string } }
+	e.post("/v1/partners/grocer/holds", e.grocer, "h-1", map[string]any{"member": member, "points": "100", "purchase_amount": "1000.00", "reference": "till-4/17"}).
+		want(t, http.StatusCreated).decode(t, &h)
+	e.post("/v1/partners/grocer/holds/"+h.Hold.ID+"/capture", e.grocer, "c-1", map[string]string{"points": "80"}).want(t, http.StatusCreated)
+	// A second capture is refused for the hold's state, not for its reference.
+	e.post("/v1/partners/grocer/holds/"+h.Hold.ID+"/capture", e.grocer, "c-2", nil).wantError(t, http.StatusConflict, "hold_not_open")
+
+	// The capture carries the hold's reference, and names its hold in its metadata.
+	var list struct {
+		Entries []struct {
+			ID, Kind, Reference string
+			Metadata            map[string]any
+		}
+	}
+	e.request(http.MethodGet, "/v1/partners/grocer/entries?reference=till-4%2F17", e.grocer, nil).want(t, http.StatusOK).decode(t, &list)
+	if len(list.Entries) != 2 || list.Entries[0].Kind != "hold" || list.Entries[1].Kind != "capture" ||
+		list.Entries[1].Reference != "till-4/17" || list.Entries[1].Metadata["hold"] != h.Hold.ID {
+		t.Fatalf("entries by the hold's reference: %+v", list)
+	}
+	capture := list.Entries[1].ID
+
+	// The redemption it made is reversed by that reference, as a redemption or a capture.
+	var rev struct {
+		Points, Reverses string
+		Member           struct{ Balance string }
+	}
+	e.post("/v1/partners/grocer/reversals", e.grocer, "x-1", map[string]any{"original_reference": "till-4/17", "original_kind": "redemption", "points": "30"}).
+		want(t, http.StatusCreated).decode(t, &rev)
+	if rev.Reverses != capture || rev.Points != "30" || rev.Member.Balance != "450" {
+		t.Fatalf("reversal by the hold's reference: %+v", rev)
+	}
+	e.post("/v1/partners/grocer/reversals", e.grocer, "x-2", map[string]any{"original_reference": "till-4/17", "original_kind": "capture"}).
+		want(t, http.StatusCreated).decode(t, &rev)
+	if rev.Reverses != capture || rev.Points != "50" || rev.Member.Balance != "500" {
+		t.Fatalf("reversal of the rest by original_kind capture: %+v", rev)
+	}
+	e.post("/v1/partners/grocer/reversals", e.grocer, "x-3", map[string]any{"original_reference": "till-4/17", "original_kind": "hold"}).
+		wantError(t, http.StatusUnprocessableEntity, "invalid_request")
+
+	// A suspended partner may still void its open holds (the points go back to the
+	// member), but not capture them.
+	e.post("/v1/partners/grocer/holds", e.grocer, "h-2", map[string]any{"member": member, "points": "40", "purchase_amount": "1000.00"}).
+		want(t, http.StatusCreated).decode(t, &h)
+	e.request(http.MethodPatch, "/v1/partners/grocer", e.operator, map[string]string{"status": "suspended"}).want(t, http.StatusOK)
+	e.post("/v1/partners/grocer/holds/"+h.Hold.ID+"/capture", e.grocer, "c-3", nil).wantError(t, http.StatusUnprocessableEntity, "partner_suspended")
+	var void struct {
+		Member struct{ Balance, Held string }
+	}
+	e.post("/v1/partners/grocer/holds/"+h.Hold.ID+"/void", e.grocer, "v-1", nil).want(t, http.StatusCreated).decode(t, &void)
+	if void.Member.Balance != "500" || void.Member.Held != "0" {
+		t.Fatalf("void by a suspended partner: %+v", void)
+	}
+	// The timeout's release names its hold too.
+	e.request(http.MethodPatch, "/v1/partners/grocer", e.operator, map[string]string{"status": "active"}).want(t, http.StatusOK)
+	e.post("/v1/partners/grocer/holds", e.grocer, "h-3", map[string]any{"member": member, "points": "10", "purchase_amount": "1000.00", "expires_in": 1}).
+		want(t, http.StatusCreated).decode(t, &h)
+	if n, err := e.ledger.ReleaseExpiredHolds(ctx, time.Now().Add(2*time.Second), nil); err != nil || n != 1 {
+		t.Fatalf("hold timeout job voided %d, %v", n, err)
+	}
+	head, _ := e.ledger.Head(ctx)
+	tail, err := e.ledger.Journal(ctx, head.Position-1, 1)
+	if err != nil || len(tail) != 1 || tail[0].Kind != ledger.EntryVoid || !strings.Contains(string(tail[0].Metadata), h.Hold.ID) {
+		t.Fatalf("the timeout's void: %+v %v", tail, err)
+	}
+	if err := e.ledger.VerifyChain(ctx, nil); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -33,7 +34,8 @@ func (l *Ledger) ReleaseExpiredHolds(ctx context.Context, now time.Time, progres
 		holds, err := l.OpenHoldsExpiredBy(ctx, now, JobBatch)
 		entries := make([]Entry, len(holds))
 		for i, h := range holds {
-			entries[i] = Entry{Kind: EntryVoid, Partner: OperatorIssuer, Member: h.Member, BusinessTime: now, Op: Release{Hold: h.ID}}
+			entries[i] = Entry{Kind: EntryVoid, Partner: OperatorIssuer, Member: h.Member, BusinessTime: now, Op: Release{Hold: h.ID},
+				Metadata: HoldMetadata(h.ID)}
 		}
 		return entries, err
 	})
@@ -66,4 +68,11 @@ func (l *Ledger) runJob(ctx context.Context, progress func(int), next func() ([]
 		}
 	}
 	return done, nil
+}
+
+// HoldMetadata is the metadata of an entry that settles a hold (a capture, a void, a
+// timeout's release): {"hold": id}, so that the journal ties it to the hold.
+func HoldMetadata(id string) json.RawMessage {
+	raw, _ := json.Marshal(map[string]string{"hold": id})
+	return raw
 }

@@ -298,7 +298,9 @@ func (b *books) plan(e *Entry) (*planned, *Error) {
 	if err := b.window.Check(e.BusinessTime, b.now, e.Import); err != nil {
 		return nil, err
 	}
-	if e.Reference != "" && b.references[referenceKey(e.Partner, e.Kind, e.Reference)] {
+	// A capture or void carries its hold's reference, and its hold's state, not the
+	// reference, is what refuses a second one (hold_not_open).
+	if e.Reference != "" && e.Kind != EntryCapture && e.Kind != EntryVoid && b.references[referenceKey(e.Partner, e.Kind, e.Reference)] {
 		return nil, DuplicateReference(e.Partner, e.Kind, e.Reference)
 	}
 	meta, err := e.canonicalMeta()

@@ -169,7 +169,7 @@ func (s *Service) activePartnerTerms(ctx context.Context, r Request) (*Terms, er
 		}
 	}
 	if terms.Partner.Status != StatusActive {
-		return nil, ledger.Errorf(CodePartnerSuspended, "partner %s is suspended", r.Partner)
+		return nil, ledger.Errorf(CodePartnerSuspended, "partner %s is suspended: its writes are refused until the operator makes it active again (its open holds can still be voided)", r.Partner)
 	}
 	return terms, nil
 }
@@ -711,6 +711,14 @@ func (s *Service) Void(ctx context.Context, r Request, holdID string) (*HoldResu
 func (s *Service) settleHold(ctx context.Context, r Request, holdID string, kind ledger.EntryKind, op ledger.LotOp) (*HoldResult, error) {
 	return repriced(ctx, r, func(r Request) (*HoldResult, error) {
 		terms, err := s.activePartnerTerms(ctx, r)
+		if kind == ledger.EntryVoid && ledger.ErrorCode(err) == CodePartnerSuspended {
+			// A void only gives the member's points back: a suspended partner may still
+			// release what its tills hold rather than keep them held until the timeout.
+			terms, err = r.Terms, nil
+			if terms == nil || terms.Partner.ID != r.Partner {
+				terms, err = s.ReadTerms(ctx, r.Partner)
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -721,14 +729,22 @@ func (s *Service) settleHold(ctx context.Context, r Request, holdID string, kind
 		if h.Partner != r.Partner {
 			return nil, ledger.Errorf(ledger.CodeNotFound, "hold %s of partner %s does not exist", holdID, r.Partner)
 		}
+		// The hold's own entry: its reference, which the capture or void carries too (so
+		// that the partner finds, and reverses, a redemption made as a hold by the
+		// reference it gave), and its business time, at which a capture is priced.
+		held, err := s.Ledger.Entry(ctx, h.Entry)
+		if err != nil {
+			return nil, err
+		}
 		if c, ok := op.(ledger.Capture); ok && c.Points.IsPositive() && h.Status == ledger.HoldOpen {
-			if err := s.checkCapture(ctx, terms, h, c.Points); err != nil {
+			if err := s.checkCapture(terms, held, c.Points); err != nil {
 				return nil, err
 			}
 		}
 		posted, replayed, err := s.postOne(ctx, ledger.Entry{
-			Kind: kind, Partner: r.Partner, Member: h.Member, IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash,
-			BusinessTime: s.Now().UTC(), Op: op, TermsVersion: terms.Version,
+			Kind: kind, Partner: r.Partner, Member: h.Member, Reference: held.Reference, IdempotencyKey: r.IdempotencyKey,
+			RequestHash: r.RequestHash, BusinessTime: s.Now().UTC(), Op: op, TermsVersion: terms.Version,
+			Metadata: ledger.HoldMetadata(holdID),
 		})
 		if err != nil {
 			return nil, err
@@ -741,12 +757,8 @@ func (s *Service) settleHold(ctx context.Context, r Request, holdID string, kind
 
 // checkCapture holds a partial capture to the redemption rules of the contract in force
 // when the hold was made, the time a capture is priced at.
-func (s *Service) checkCapture(ctx context.Context, terms *Terms, h *ledger.Hold, points decimal.Decimal) error {
-	e, err := s.Ledger.Entry(ctx, h.Entry)
-	if err != nil {
-		return err
-	}
-	c, k, err := contractIn(terms.Coalition, terms.Versions, e.BusinessTime)
+func (s *Service) checkCapture(terms *Terms, hold *ledger.Posted, points decimal.Decimal) error {
+	c, k, err := contractIn(terms.Coalition, terms.Versions, hold.BusinessTime)
 	if err != nil {
 		return err
 	}
@@ -795,6 +807,12 @@ func (s *Service) reverse(ctx context.Context, r Request, in ReverseInput) (*Rev
 		orig, err = s.Ledger.Entry(ctx, in.Entry)
 	case in.Reference != "":
 		orig, err = s.Ledger.EntryByReference(ctx, r.Partner, in.Kind, in.Reference)
+		if in.Kind == ledger.EntryRedemption && ledger.ErrorCode(err) == ledger.CodeNotFound {
+			// A redemption made as a hold is its capture, which carries the hold's reference.
+			if c, cerr := s.Ledger.EntryByReference(ctx, r.Partner, ledger.EntryCapture, in.Reference); cerr == nil {
+				orig, err = c, nil
+			}
+		}
 	default:
 		err = ledger.Errorf(ledger.CodeInvalid, "name the entry to reverse by entry or by reference").With("field", "entry")
 	}
