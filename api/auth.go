@@ -145,3 +145,14 @@ func authorisePartnerWrite(c echo.Context, partnerID string) error {
 	}
 	return authorisePartner(c, partnerID)
 }
+
+// partnerWriter is authorisePartnerWrite for the route's partner, as middleware: for a
+// route whose idempotency middleware must not answer before the key may write.
+func partnerWriter(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if err := authorisePartnerWrite(c, c.Param("partner")); err != nil {
+			return writeError(c, err)
+		}
+		return next(c)
+	}
+}

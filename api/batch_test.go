@@ -28,7 +28,7 @@ type batchAnswers struct {
 
 func (e *coalitionEnv) batch(partner, secret string, items []batchItem) (response, batchAnswers) {
 	e.t.Helper()
-	r := e.post("/v1/partners/"+partner+"/batch", secret, "unused", map[string]any{"items": items}).want(e.t, http.StatusOK)
+	r := e.post("/v1/partners/"+partner+"/batch", secret, "", map[string]any{"items": items}).want(e.t, http.StatusOK)
 	var out batchAnswers
 	r.decode(e.t, &out)
 	if len(out.Items) != len(items) {
@@ -221,7 +221,7 @@ func TestBatchRefusalsAmongAcceptedItems(t *testing.T) {
 	for i := range many {
 		many[i] = fuelEarn(fmt.Sprint("many-", i), known, "1.00")
 	}
-	got := e.post("/v1/partners/fuelco/batch", e.fuel, "unused", map[string]any{"items": many}).
+	got := e.post("/v1/partners/fuelco/batch", e.fuel, "", map[string]any{"items": many}).
 		wantError(t, http.StatusRequestEntityTooLarge, "batch_too_large")
 	if got.Details["limit"] != float64(MaxBatchItems) {
 		t.Fatalf("details %v do not give the limit", got.Details)
@@ -320,6 +320,30 @@ func TestConcurrentBatchesEnrolANewCardOnce(t *testing.T) {
 				t.Fatalf("card %s: balance %s, want %d", card, m.Balance, 10*clients)
 			}
 		}
+	}
+	e.booksBalance()
+}
+
+// A batch sent with an Idempotency-Key of its own (optional: its items carry theirs) is
+// answered once: a retry gets the first answer, marked replayed, and the same key on
+// another batch is a 409 that posts nothing.
+func TestBatchWithAKeyOfItsOwn(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	ctx := context.Background()
+	items := []batchItem{fuelEarn("k-1", map[string]string{"card": "q-1"}, "100.00")}
+	first := e.post("/v1/partners/fuelco/batch", e.fuel, "batch-1", map[string]any{"items": items}).want(t, http.StatusOK)
+	head, _ := e.ledger.Head(ctx)
+	again := e.post("/v1/partners/fuelco/batch", e.fuel, "batch-1", map[string]any{"items": items}).want(t, http.StatusOK)
+	if again.Header.Get("Idempotent-Replayed") != "true" || string(again.Body) != string(first.Body) {
+		t.Fatalf("the batch's retry: %v %s, first %s", again.Header, again.Body, first.Body)
+	}
+	other := []batchItem{fuelEarn("k-2", map[string]string{"card": "q-1"}, "100.00")}
+	e.post("/v1/partners/fuelco/batch", e.fuel, "batch-1", map[string]any{"items": other}).wantError(t, http.StatusConflict, "idempotency_conflict")
+	// Another partner's key may not use the route at all, key or no key.
+	e.post("/v1/partners/fuelco/batch", e.grocer, "batch-1", map[string]any{"items": items}).wantError(t, http.StatusForbidden, "forbidden")
+	if now, _ := e.ledger.Head(ctx); now.Position != head.Position {
+		t.Fatalf("the head moved from %d to %d", head.Position, now.Position)
 	}
 	e.booksBalance()
 }

@@ -231,7 +231,7 @@ func TestHoldsReversalsAndBatchOverHTTP(t *testing.T) {
 		wantError(t, http.StatusNotFound, "not_found")
 
 	// A batch: each item answered as it would be alone, in order.
-	r := e.post("/v1/partners/fuelco/batch", e.fuel, "unused", map[string]any{"items": []map[string]any{
+	r := e.post("/v1/partners/fuelco/batch", e.fuel, "", map[string]any{"items": []map[string]any{
 		{"type": "earn", "idempotency_key": "b-1", "body": map[string]any{"member": member, "amount": "100.00", "currency": "RUB"}},
 		{"type": "redemption", "idempotency_key": "b-2", "body": map[string]any{"member": member, "points": "100000"}},
 		{"type": "earn", "idempotency_key": "b-3", "body": map[string]any{"member": member, "amount": "200.00", "currency": "RUB"}},

@@ -370,7 +370,7 @@ func TestAnEarnWithAUsedReferenceEnrolsNobody(t *testing.T) {
 	if again.Header.Get("Idempotent-Replayed") != "true" {
 		t.Fatalf("the refusal was not stored as the key's answer")
 	}
-	r := e.post("/v1/partners/fuelco/batch", e.fuel, "unused", map[string]any{"items": []map[string]any{
+	r := e.post("/v1/partners/fuelco/batch", e.fuel, "", map[string]any{"items": []map[string]any{
 		{"type": "earn", "idempotency_key": "u-3", "body": map[string]any{"member": map[string]string{"card": "3003"}, "amount": "10.00", "currency": "RUB", "reference": "k1"}},
 		{"type": "earn", "idempotency_key": "u-4", "body": map[string]any{"member": map[string]string{"card": "3004"}, "amount": "10.00", "currency": "RUB", "reference": "k2"}},
 	}}).want(t, http.StatusOK)
