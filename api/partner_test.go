@@ -74,7 +74,7 @@ func TestEarnAndRedeemAcrossPartnersOverHTTP(t *testing.T) {
 	r := e.post("/v1/partners/fuelco/earns", e.fuel, "e-1", basket).want(t, http.StatusCreated)
 	var earned earnAnswer
 	r.decode(t, &earned)
-	if earned.Points != "350" || earned.Member.Balance != "350" || earned.Lot.ExpiresAt == nil || earned.Pricing["contract_effective_from"] == nil {
+	if earned.Points != "350" || earned.Member.Balance != "350" || earned.Lot.ExpiresAt == nil || earned.Pricing["contract_effective_from"] == nil || earned.Pricing["contract_version"] != float64(1) {
 		t.Fatalf("earn answer: %s", r.Body)
 	}
 	// The retry gets the first answer, and nothing is posted twice.

@@ -59,6 +59,10 @@ func (p Promotion) AppliesTo(category string) bool {
 // next version's. Optional settings are pointers (nil: the default); WithDefaults fills
 // them in, so that a stored version says every rate it uses.
 type Contract struct {
+	// version is the number of the stored version these terms are (0: not one), which
+	// pricing records beside effective_from.
+	version int
+
 	EffectiveFrom            time.Time                  `json:"effective_from"`
 	Currency                 string                     `json:"currency"` // the coalition's
 	Earn                     EarnRate                   `json:"earn"`

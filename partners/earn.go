@@ -38,7 +38,8 @@ type Line struct {
 // and points are 0 when the purchase amount is below min_purchase. Recompute does it.
 type Price struct {
 	Points                  decimal.Decimal  `json:"points"`
-	ContractEffectiveFrom   time.Time        `json:"contract_effective_from"` // the version used
+	ContractVersion         int              `json:"contract_version,omitempty"` // the version used
+	ContractEffectiveFrom   time.Time        `json:"contract_effective_from"`
 	BusinessTime            time.Time        `json:"business_time"`
 	Amount                  decimal.Decimal  `json:"amount"` // the purchase total
 	Currency                string           `json:"currency"`
@@ -104,6 +105,7 @@ func PriceEarn(c Coalition, k Contract, p Purchase, tierMultiplier decimal.Decim
 	}
 
 	price := Price{
+		ContractVersion:         k.version,
 		ContractEffectiveFrom:   k.EffectiveFrom.UTC(),
 		BusinessTime:            businessTime.UTC(),
 		Amount:                  total,

@@ -46,6 +46,7 @@ func (m Money) MarshalJSON() ([]byte, error) {
 type RedemptionPrice struct {
 	Points                decimal.Decimal  `json:"points"`
 	Value                 Money            `json:"value"`
+	ContractVersion       int              `json:"contract_version,omitempty"`
 	ContractEffectiveFrom time.Time        `json:"contract_effective_from"`
 	RedeemRate            decimal.Decimal  `json:"redeem_rate"`
 	RequestedValue        *decimal.Decimal `json:"requested_value,omitempty"` // when redeemed by value
@@ -77,6 +78,7 @@ func PriceRedemption(c Coalition, k Contract, want Redeem, purchaseAmount *decim
 		scale: moneyScale,
 	}
 	price := RedemptionPrice{
+		ContractVersion:       k.version,
 		ContractEffectiveFrom: k.EffectiveFrom.UTC(),
 		RedeemRate:            t.rate,
 		PurchaseAmount:        purchaseAmount,

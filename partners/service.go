@@ -179,6 +179,7 @@ func contractIn(c Coalition, versions []ContractVersion, t time.Time) (Coalition
 	terms := make([]Contract, len(versions))
 	for i, v := range versions {
 		terms[i] = v.Contract
+		terms[i].version = v.Version
 	}
 	k, err := ContractAt(terms, t)
 	if err != nil {
