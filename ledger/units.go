@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -80,9 +81,21 @@ func CheckAmount(amount decimal.Decimal, scale int32, unit string) *Error {
 		return Errorf(CodeInvalidAmount, "amount %s %s is above the limit of %s", amount, unit, MaxAmount)
 	}
 	if !amount.Equal(amount.Truncate(scale)) {
-		return Errorf(CodeInvalidScale, "amount %s %s has more than %d decimals", amount, unit, scale)
+		return Errorf(CodeInvalidScale, "amount %s %s has too many decimals: %s takes %s", amount, unit, unit, Decimals(scale))
 	}
 	return nil
+}
+
+// Decimals says how many decimals a scale allows, for error messages: "no decimals",
+// "1 decimal", "2 decimals".
+func Decimals[N int | int32](n N) string {
+	switch n {
+	case 0:
+		return "no decimals"
+	case 1:
+		return "1 decimal"
+	}
+	return fmt.Sprintf("%d decimals", n)
 }
 
 // RoundHalfUp rounds a non-negative amount half up to scale decimals.

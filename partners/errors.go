@@ -57,7 +57,7 @@ func (b bound) check(field string, d decimal.Decimal) error {
 	case d.GreaterThan(b.max):
 		return invalid(field, "%s must be at most %s", d, b.max)
 	case !d.Equal(d.Truncate(b.decimals)):
-		return ledger.Errorf(ledger.CodeInvalidScale, "%s: %s has more than %d decimals", field, d, b.decimals).With("field", field).With("scale", b.decimals)
+		return ledger.Errorf(ledger.CodeInvalidScale, "%s: %s has too many decimals; %s", field, d, allowedDecimals(b.decimals)).With("field", field).With("scale", b.decimals)
 	}
 	return nil
 }

@@ -56,7 +56,7 @@ func ParseAmount(s string, scale int32) (decimal.Decimal, error) {
 	case hasPoint && frac == "":
 		return bad("has no digit after the point")
 	case int32(len(frac)) > scale:
-		return decimal.Zero, ledger.Errorf(ledger.CodeInvalidScale, "%s has %d decimals; at most %d are allowed here", quote(s), len(frac), scale)
+		return decimal.Zero, ledger.Errorf(ledger.CodeInvalidScale, "%s has %s; %s", quote(s), ledger.Decimals(len(frac)), allowedDecimals(scale))
 	}
 	d, err := decimal.NewFromString(s)
 	if err != nil {
@@ -127,4 +127,15 @@ func quote(s string) string {
 		return strconv.Quote(s[:max]) + "…"
 	}
 	return strconv.Quote(s)
+}
+
+// allowedDecimals says how many decimals a scale allows, as the end of a sentence.
+func allowedDecimals(scale int32) string {
+	switch scale {
+	case 0:
+		return "no decimals are allowed here"
+	case 1:
+		return "at most 1 decimal is allowed here"
+	}
+	return "at most " + ledger.Decimals(scale) + " are allowed here"
 }
