@@ -80,13 +80,15 @@ func TestSettingsFreeze(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, change := range []struct{ from, to string }{
-		{`"currency": "EUR"`, `"currency": "USD"`},
-		{`"points_scale": 0`, `"points_scale": 2`},
-		{`"time_zone": "Europe/Berlin"`, `"time_zone": "UTC"`},
+	for _, change := range []struct{ from, to, field string }{
+		{`"currency": "EUR"`, `"currency": "USD"`, "currency"},
+		{`"points_scale": 0`, `"points_scale": 2`, "points_scale"},
+		{`"time_zone": "Europe/Berlin"`, `"time_zone": "UTC"`, "time_zone"},
 	} {
 		body := strings.Replace(settingsEUR, change.from, change.to, 1)
-		e.request("PUT", "/v1/coalition", e.operator, body).wantError(t, 409, "settings_frozen")
+		if got := e.request("PUT", "/v1/coalition", e.operator, body).wantError(t, 409, "settings_frozen"); got.Details["field"] != change.field {
+			t.Errorf("changing %s: details %v", change.field, got.Details)
+		}
 	}
 	body := strings.Replace(settingsEUR, `"point_value": "0.005"`, `"point_value": "0.006"`, 1)
 	var got partners.Coalition

@@ -163,6 +163,10 @@ func TestBadAmountsAreRefusedAndWriteNothing(t *testing.T) {
 	}
 	e.request(http.MethodPost, "/v1/partners/fuelco/earns", e.fuel, map[string]any{"member": member, "amount": "10.00", "currency": "RUB"}).
 		wantError(t, http.StatusBadRequest, "idempotency_key_required")
+	if got := e.post("/v1/partners/fuelco/redemptions", e.fuel, "nobody-1", map[string]any{"member": map[string]string{"card": "nobody"}, "points": "1"}).
+		wantError(t, http.StatusNotFound, "not_found"); got.Details["field"] != "member" {
+		t.Errorf("an unknown member's details %v do not name the member", got.Details)
+	}
 	if h, _ := e.ledger.Head(context.Background()); h.Position != 0 {
 		t.Fatalf("refused requests wrote %d entries", h.Position)
 	}

@@ -388,7 +388,7 @@ func (s *Service) PriceEntries(ctx context.Context, items []PriceItem) ([]Priced
 		i := lookupOf[j]
 		if items[i].Earn != nil {
 			if m.ID == "" && lookups[j].ref.ID != "" {
-				out[i].Err = ledger.Errorf(ledger.CodeNotFound, "no member is known by %s", lookups[j].ref)
+				out[i].Err = ledger.Errorf(ledger.CodeNotFound, "no member is known by %s", lookups[j].ref).With("field", "member")
 				continue
 			}
 			for _, dp := range earnedInRun[m.ID] {
@@ -416,7 +416,7 @@ func (s *Service) PriceEntries(ctx context.Context, items []PriceItem) ([]Priced
 		}
 		in := items[i].Redeem
 		if m.ID == "" {
-			out[i].Err = ledger.Errorf(ledger.CodeNotFound, "no member is known by %s", lookups[j].ref)
+			out[i].Err = ledger.Errorf(ledger.CodeNotFound, "no member is known by %s", lookups[j].ref).With("field", "member")
 			continue
 		}
 		price, err := PriceRedemption(plans[i].c, plans[i].k, Redeem{Points: in.Points, Value: in.Value}, in.PurchaseAmount)

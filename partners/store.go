@@ -91,7 +91,20 @@ func (s *Store) SetCoalition(ctx context.Context, c Coalition) error {
 	if err != nil {
 		return err
 	}
+	var frozen string // the first frozen setting this change touches
 	err = change(ctx, s.pool, s.cache, func(tx pgx.Tx) error {
+		var was Coalition
+		if err := tx.QueryRow(ctx, `SELECT currency, points_scale, time_zone FROM coalition`).Scan(&was.Currency, &was.PointsScale, &was.TimeZone); err != nil {
+			return err
+		}
+		switch {
+		case was.Currency != c.Currency:
+			frozen = "currency"
+		case was.PointsScale != c.PointsScale:
+			frozen = "points_scale"
+		case was.TimeZone != c.TimeZone:
+			frozen = "time_zone"
+		}
 		// A contract is in the coalition's currency: changing the currency under one would
 		// refuse every request of its partner with an error its till cannot fix.
 		var partner, currency string
@@ -111,8 +124,9 @@ func (s *Store) SetCoalition(ctx context.Context, c Coalition) error {
 		return audit.RecordAs(ctx, tx, audit.ActionCoalitionChanged, c)
 	})
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23514" {
-		return ledger.Errorf(CodeSettingsFrozen, "the currency, points scale and time zone cannot change once the journal has entries")
+	if errors.As(err, &pgErr) && pgErr.Code == "23514" && frozen != "" {
+		return ledger.Errorf(CodeSettingsFrozen, "%s cannot change: the currency, points scale and time zone freeze at the journal's first entry", frozen).
+			With("field", frozen)
 	}
 	if err != nil {
 		return fmt.Errorf("set coalition settings: %w", err)
