@@ -21,8 +21,9 @@ type batchItem struct {
 // batchAnswers is a /batch answer, item by item.
 type batchAnswers struct {
 	Items []struct {
-		Status int             `json:"status"`
-		Body   json.RawMessage `json:"body"`
+		Status   int             `json:"status"`
+		Body     json.RawMessage `json:"body"`
+		Replayed bool            `json:"replayed"`
 	} `json:"items"`
 }
 
@@ -266,6 +267,14 @@ func TestBatchReplays(t *testing.T) {
 	if h1.Position != h2.Position {
 		t.Fatalf("the replayed batch moved the head from %d to %d", h1.Position, h2.Position)
 	}
+	// Each item says whether it is a replay, as Idempotent-Replayed does for a request
+	// alone: the stored answers (refusals too) are; the earn that earned nothing stored
+	// none, and is answered afresh.
+	for i, want := range []bool{true, true, true, true, false} {
+		if a.Items[i].Replayed || b.Items[i].Replayed != want {
+			t.Errorf("item %d: replayed %v then %v, want false then %v", i, a.Items[i].Replayed, b.Items[i].Replayed, want)
+		}
+	}
 	if first.Header.Get("Idempotent-Replayed") != "" || again.Header.Get("Idempotent-Replayed") != "" {
 		t.Fatal("a batch answer is marked replayed")
 	}
@@ -344,6 +353,26 @@ func TestBatchWithAKeyOfItsOwn(t *testing.T) {
 	e.post("/v1/partners/fuelco/batch", e.grocer, "batch-1", map[string]any{"items": items}).wantError(t, http.StatusForbidden, "forbidden")
 	if now, _ := e.ledger.Head(ctx); now.Position != head.Position {
 		t.Fatalf("the head moved from %d to %d", head.Position, now.Position)
+	}
+	e.booksBalance()
+}
+
+// A hold item retried in another batch is marked replayed on the item, not on the batch.
+func TestBatchMarksReplayedHolds(t *testing.T) {
+	t.Parallel()
+	e := newCoalitionEnv(t)
+	member := map[string]string{"card": "r-1"}
+	items := []batchItem{
+		fuelEarn("e-1", member, "1000.00"),
+		{Type: "hold", IdempotencyKey: "h-1", Body: map[string]any{"member": member, "points": "10"}},
+	}
+	_, a := e.batch("fuelco", e.fuel, items)
+	r, b := e.batch("fuelco", e.fuel, items)
+	if a.Items[1].Status != http.StatusCreated || a.Items[1].Replayed || !b.Items[1].Replayed || string(a.Items[1].Body) != string(b.Items[1].Body) {
+		t.Fatalf("hold item: %d %v %s, then %d %v %s", a.Items[1].Status, a.Items[1].Replayed, a.Items[1].Body, b.Items[1].Status, b.Items[1].Replayed, b.Items[1].Body)
+	}
+	if r.Header.Get("Idempotent-Replayed") != "" {
+		t.Fatal("the batch is marked replayed")
 	}
 	e.booksBalance()
 }

@@ -586,6 +586,9 @@ type batchItemJSON struct {
 type batchAnswer struct {
 	Status int `json:"status"`
 	Body   any `json:"body"`
+	// Replayed marks an item answered with the stored first answer to its key, as the
+	// header Idempotent-Replayed marks a request sent alone.
+	Replayed bool `json:"replayed,omitempty"`
 }
 
 // batch answers each item as its own request would have been answered. Items run in
@@ -627,14 +630,14 @@ func (s *Server) batch(c echo.Context) error {
 				item := in.Items[i]
 				answers[i] = s.rerunItem(itemContext(item), pendingReq[j], item, ops[item.Type])
 			case res[j].Err != nil:
-				answers[i] = errorAnswer(res[j].Err)
+				answers[i] = errorAnswer(res[j].Refusal())
 			default:
 				status, body, rerr := s.renderStored(c, &res[j])
 				if rerr != nil {
 					answers[i] = errorAnswer(rerr)
 					continue
 				}
-				answers[i] = batchAnswer{Status: status, Body: body}
+				answers[i] = batchAnswer{Status: status, Body: body, Replayed: res[j].Replayed}
 				s.countEntry(string(res[j].Entry.Kind), res[j].Replayed)
 			}
 		}
@@ -747,12 +750,7 @@ func (s *Server) batch(c echo.Context) error {
 			continue
 		}
 		flush()
-		status, answer, err := s.runOnce(ic, r, item.Body, op)
-		if err != nil {
-			answers[i] = errorAnswer(err)
-			continue
-		}
-		answers[i] = batchAnswer{Status: status, Body: answer}
+		answers[i] = s.runItem(ic, r, item.Body, op)
 	}
 	flush()
 	c.Response().Header().Del("Idempotent-Replayed")
@@ -795,11 +793,11 @@ func (s *Server) batchEntries(c echo.Context, itemContext func(batchItemJSON) ec
 		ic := itemContext(item)
 		if stored != nil {
 			if stored.Err != nil {
-				out[i].err = stored.Err
+				out[i].err = stored.Refusal()
 				continue
 			}
 			status, body, err := s.renderStored(ic, stored)
-			out[i].answer, out[i].err = batchAnswer{Status: status, Body: body}, err
+			out[i].answer, out[i].err = batchAnswer{Status: status, Body: body, Replayed: stored.Replayed}, err
 			continue
 		}
 		p := partners.PriceItem{Request: r}
@@ -866,16 +864,30 @@ func (s *Server) rerunItem(c echo.Context, r partners.Request, item batchItemJSO
 		return errorAnswer(err)
 	}
 	r.Terms = nil
-	status, answer, err := s.runOnce(c, r, item.Body, op)
-	if err != nil {
-		return errorAnswer(err)
-	}
-	return batchAnswer{Status: status, Body: answer}
+	return s.runItem(c, r, item.Body, op)
 }
 
+// runItem runs an item of a batch as its own request, through runOnce, and answers it.
+// The item shares the batch's response, where runOnce marks a replay in the header: the
+// mark is moved onto the item.
+func (s *Server) runItem(c echo.Context, r partners.Request, body []byte, op operation) batchAnswer {
+	status, answer, err := s.runOnce(c, r, body, op)
+	replayed := c.Response().Header().Get("Idempotent-Replayed") == "true"
+	c.Response().Header().Del("Idempotent-Replayed")
+	if err != nil {
+		a := errorAnswer(err)
+		a.Replayed = a.Replayed || replayed
+		return a
+	}
+	return batchAnswer{Status: status, Body: answer, Replayed: replayed}
+}
+
+// errorAnswer is an item's answer to err, marked replayed when err is a stored refusal
+// answering an earlier request.
 func errorAnswer(err error) batchAnswer {
 	status, body := errorBody(err)
-	return batchAnswer{Status: status, Body: body}
+	var lerr *ledger.Error
+	return batchAnswer{Status: status, Body: body, Replayed: errors.As(err, &lerr) && lerr.Replayed()}
 }
 
 // authorisePartnerRead lets a partner's key, the operator or an auditor read a partner's
