@@ -705,11 +705,11 @@ func (s *Server) batch(c echo.Context) error {
 		}
 		op, ok := ops[item.Type]
 		if !ok {
-			answers[i] = errorAnswer(ledger.Errorf(ledger.CodeInvalid, "item type %q is not one of earn, redemption, hold, capture, void, reversal", item.Type))
+			answers[i] = errorAnswer(ledger.Errorf(ledger.CodeInvalid, "item type %q is not one of earn, redemption, hold, capture, void, reversal", item.Type).With("field", "type"))
 			continue
 		}
 		if item.IdempotencyKey == "" || len(item.IdempotencyKey) > ledger.MaxTextLength {
-			answers[i] = errorAnswer(ledger.Errorf(CodeIdempotencyKeyRequired, "every item needs its own idempotency_key (1 to %d bytes)", ledger.MaxTextLength))
+			answers[i] = errorAnswer(ledger.Errorf(CodeIdempotencyKeyRequired, "every item needs its own idempotency_key (1 to %d bytes)", ledger.MaxTextLength).With("field", "idempotency_key"))
 			continue
 		}
 		if (item.Type == "capture" || item.Type == "void") && item.Hold == "" {

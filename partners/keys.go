@@ -60,14 +60,14 @@ func (k *Keys) Create(ctx context.Context, role Role, partner string) (id, secre
 	switch role {
 	case RolePartner:
 		if partner == "" {
-			return "", "", ledger.Errorf(ledger.CodeInvalid, "a partner key needs its partner")
+			return "", "", ledger.Errorf(ledger.CodeInvalid, "a partner key needs its partner").With("field", "partner")
 		}
 	case RoleOperator, RoleAuditor:
 		if partner != "" {
-			return "", "", ledger.Errorf(ledger.CodeInvalid, "an %s key is not bound to a partner", role)
+			return "", "", ledger.Errorf(ledger.CodeInvalid, "an %s key is not bound to a partner", role).With("field", "partner")
 		}
 	default:
-		return "", "", ledger.Errorf(ledger.CodeInvalid, "role %q is not one of partner, operator, auditor", role)
+		return "", "", ledger.Errorf(ledger.CodeInvalid, "role %q is not one of partner, operator, auditor", role).With("field", "role")
 	}
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
