@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"reflect"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -68,7 +69,7 @@ func decodeBytes(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
+		return withTimeField(jsonError(err), err, body)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return ledger.Errorf(CodeMalformedJSON, "the body has data after its JSON object (at byte %d): send exactly one object", dec.InputOffset())
@@ -177,6 +178,58 @@ func jsonError(err error) error {
 		return ledger.Errorf(CodeMalformedJSON, "unknown field %q: check its spelling against docs/openapi.yaml", field).With("field", field)
 	}
 	return ledger.Errorf(CodeMalformedJSON, "the body cannot be decoded: %s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// withTimeField names, in a malformed-time error, the field that holds the bad time:
+// encoding/json reports a time.Time's own parse error without its field, so the field is
+// found in the body by its value (the first one that holds it).
+func withTimeField(out, err error, body []byte) error {
+	var timeErr *time.ParseError
+	var lerr *ledger.Error
+	if !errors.As(err, &timeErr) || !errors.As(out, &lerr) || lerr.Details["field"] != nil {
+		return out
+	}
+	var tree any
+	if json.Unmarshal(body, &tree) != nil {
+		return out
+	}
+	if field := pathOf(tree, timeErr.Value, ""); field != "" {
+		return lerr.With("field", field)
+	}
+	return out
+}
+
+// pathOf returns the path (a.b[2].c) of the first string in a decoded JSON value that
+// equals want, or "".
+func pathOf(v any, want, at string) string {
+	switch t := v.(type) {
+	case string:
+		if t == want {
+			return at
+		}
+	case map[string]any:
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			next := k
+			if at != "" {
+				next = at + "." + k
+			}
+			if p := pathOf(t[k], want, next); p != "" {
+				return p
+			}
+		}
+	case []any:
+		for i, e := range t {
+			if p := pathOf(e, want, at+"["+strconv.Itoa(i)+"]"); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
 }
 
 // jsonTypeName says which JSON value a Go type takes, for messages.

@@ -186,7 +186,8 @@ func TestContracts(t *testing.T) {
 		{"no currency at all", fmt.Sprintf(`{"effective_from": %q, "currency": "EURO", "earn": {"points_per_unit": "1"}}`, future(2)), "422", "unknown_unit", "currency"},
 		{"bad rounding", fmt.Sprintf(`{"effective_from": %q, "earn": {"points_per_unit": "1"}, "rounding": "up"}`, future(2)), "422", "invalid_request", "rounding"},
 		{"unknown field", fmt.Sprintf(`{"effective_from": %q, "earn": {"points_per_unit": "1"}, "colour": "red"}`, future(2)), "400", "malformed_json", "colour"},
-		{"effective_from not a time", `{"effective_from": "tomorrow", "earn": {"points_per_unit": "1"}}`, "400", "malformed_json", ""},
+		{"effective_from not a time", `{"effective_from": "tomorrow", "earn": {"points_per_unit": "1"}}`, "400", "malformed_json", "effective_from"},
+		{"promotion end not a time", fmt.Sprintf(`{"effective_from": %q, "earn": {"points_per_unit": "1"}, "promotions": [{"from": %q, "to": "soon", "multiplier": "2"}]}`, future(2), future(2)), "400", "malformed_json", "promotions[0].to"},
 	}
 	for _, tc := range invalid {
 		t.Run(tc.name, func(t *testing.T) {

@@ -150,11 +150,15 @@ func TestBadAmountsAreRefusedAndWriteNothing(t *testing.T) {
 		"unknown field":      {`{"member": {"card": "1"}, "amount": "10.00", "currency": "RUB", "tip": "1"}`, 400, "malformed_json"},
 		"two members":        {map[string]any{"member": map[string]string{"card": "1", "phone": "+79161234567"}, "amount": "10.00", "currency": "RUB"}, 422, "invalid_request"},
 		"bad phone":          {map[string]any{"member": map[string]string{"phone": "call me"}, "amount": "10.00", "currency": "RUB"}, 422, "invalid_phone"},
+		"time not RFC 3339":  {map[string]any{"member": member, "amount": "10.00", "currency": "RUB", "business_time": "2026-03-02 10:00"}, 400, "malformed_json"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got := e.post("/v1/partners/fuelco/earns", e.fuel, "bad-"+name, tc.body).wantError(t, tc.status, tc.code)
 			if name == "bad phone" && got.Details["field"] != "member.phone" {
 				t.Errorf("details %v do not name member.phone", got.Details)
+			}
+			if name == "time not RFC 3339" && got.Details["field"] != "business_time" {
+				t.Errorf("details %v do not name business_time", got.Details)
 			}
 			if tc.code == "unknown_unit" && got.Details["field"] != "currency" {
 				t.Errorf("details %v do not name the currency", got.Details)
