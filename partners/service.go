@@ -161,17 +161,22 @@ func repriced[T any](ctx context.Context, r Request, op func(Request) (T, error)
 // activePartnerTerms returns the request's terms (read in one round trip unless the
 // request carries them) and refuses an unknown or suspended partner.
 func (s *Service) activePartnerTerms(ctx context.Context, r Request) (*Terms, error) {
-	terms := r.Terms
-	if terms == nil || terms.Partner.ID != r.Partner {
-		var err error
-		if terms, err = s.ReadTerms(ctx, r.Partner); err != nil {
-			return nil, err
-		}
+	terms, err := s.partnerTerms(ctx, r)
+	if err != nil {
+		return nil, err
 	}
 	if terms.Partner.Status != StatusActive {
 		return nil, ledger.Errorf(CodePartnerSuspended, "partner %s is suspended: its writes are refused until the operator makes it active again (its open holds can still be voided)", r.Partner)
 	}
 	return terms, nil
+}
+
+// partnerTerms returns the request's terms: those it carries, or the partner's read now.
+func (s *Service) partnerTerms(ctx context.Context, r Request) (*Terms, error) {
+	if r.Terms != nil && r.Terms.Partner.ID == r.Partner {
+		return r.Terms, nil
+	}
+	return s.ReadTerms(ctx, r.Partner)
 }
 
 // contractIn picks the contract version in force at t, with the coalition's defaults.
@@ -715,10 +720,7 @@ func (s *Service) settleHold(ctx context.Context, r Request, holdID string, kind
 		if kind == ledger.EntryVoid && ledger.ErrorCode(err) == CodePartnerSuspended {
 			// A void only gives the member's points back: a suspended partner may still
 			// release what its tills hold rather than keep them held until the timeout.
-			terms, err = r.Terms, nil
-			if terms == nil || terms.Partner.ID != r.Partner {
-				terms, err = s.ReadTerms(ctx, r.Partner)
-			}
+			terms, err = s.partnerTerms(ctx, r)
 		}
 		if err != nil {
 			return nil, err
