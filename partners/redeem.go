@@ -107,6 +107,10 @@ func PriceRedemption(c Coalition, k Contract, want Redeem, purchaseAmount *decim
 		if err := ledger.CheckAmount(want.Points, c.PointsScale, ledger.Points); err != nil {
 			return RedemptionPrice{}, err.With("field", "points")
 		}
+		// The minimum first: a step suggested below it would be refused in turn.
+		if err := t.checkMin(want.Points, c.Currency); err != nil {
+			return RedemptionPrice{}, err
+		}
 		if err := t.checkStep(want.Points); err != nil {
 			return RedemptionPrice{}, err
 		}
@@ -118,11 +122,11 @@ func PriceRedemption(c Coalition, k Contract, want Redeem, purchaseAmount *decim
 		price.Points = t.pointsFor(want.Value)
 		v := want.Value
 		price.RequestedValue = &v
+		if err := t.checkMin(price.Points, c.Currency); err != nil {
+			return RedemptionPrice{}, err
+		}
 	}
 
-	if err := t.checkMin(price.Points, c.Currency); err != nil {
-		return RedemptionPrice{}, err
-	}
 	if price.Points.GreaterThan(ledger.MaxAmount) {
 		return RedemptionPrice{}, ledger.Errorf(ledger.CodeInvalidAmount, "%s points is above the limit of %s", price.Points, ledger.MaxAmount)
 	}
@@ -154,8 +158,14 @@ func (t terms) checkStep(points decimal.Decimal) *ledger.Error {
 		return nil
 	}
 	below := points.Sub(points.Mod(t.step))
-	return ledger.Errorf(CodeRedeemStep, "redeem points in steps of %s: %s is not one; %s or %s is", t.step, points, below, below.Add(t.step)).
-		With("field", "points").With("redeem_step", t.step.String()).With("nearest_below", below.String()).With("nearest_above", below.Add(t.step).String())
+	above := below.Add(t.step)
+	if !below.IsPositive() || below.LessThan(t.min) {
+		// Only the step above is a redemption the contract takes.
+		return ledger.Errorf(CodeRedeemStep, "redeem points in steps of %s: %s is not one; %s is", t.step, points, above).
+			With("field", "points").With("redeem_step", t.step.String()).With("nearest_above", above.String())
+	}
+	return ledger.Errorf(CodeRedeemStep, "redeem points in steps of %s: %s is not one; %s or %s is", t.step, points, below, above).
+		With("field", "points").With("redeem_step", t.step.String()).With("nearest_below", below.String()).With("nearest_above", above.String())
 }
 
 // checkMin refuses points below the contract's min_redeem.
@@ -177,10 +187,10 @@ func CheckCapture(c Coalition, k Contract, points decimal.Decimal) error {
 		return err
 	}
 	t := terms{rate: k.EffectiveRedeemRate(c), step: k.EffectiveRedeemStep(c), min: k.MinRedeem, scale: moneyScale}
-	if err := t.checkStep(points); err != nil {
+	if err := t.checkMin(points, c.Currency); err != nil {
 		return err
 	}
-	if err := t.checkMin(points, c.Currency); err != nil {
+	if err := t.checkStep(points); err != nil {
 		return err
 	}
 	return nil

@@ -72,6 +72,8 @@ func TestPriceRedemptionRefuses(t *testing.T) {
 	shop := shopContract(t)
 	none := shop
 	none.MaxShare = dp("0")
+	shopOddMin := shop // a minimum between two steps
+	shopOddMin.MinRedeem = d("210")
 	cases := []struct {
 		name     string
 		contract Contract
@@ -82,6 +84,10 @@ func TestPriceRedemptionRefuses(t *testing.T) {
 	}{
 		{"not a whole step", shop, RedeemPoints(d("250")), "10000", CodeRedeemStep,
 			map[string]string{"redeem_step": "100", "nearest_below": "200", "nearest_above": "300"}},
+		{"not a step, below the minimum: the minimum is what to fix", shop, RedeemPoints(d("150")), "10000", CodeBelowMinRedeem,
+			map[string]string{"min_redeem": "200", "min_points": "200"}},
+		{"a step would fall below the minimum: only the one above", shopOddMin, RedeemPoints(d("250")), "10000", CodeRedeemStep,
+			map[string]string{"redeem_step": "100", "nearest_above": "300"}},
 		{"below the minimum by points", shop, RedeemPoints(d("100")), "10000", CodeBelowMinRedeem,
 			map[string]string{"min_redeem": "200", "min_value": "200"}},
 		{"below the minimum by value", shop, RedeemValue(d("50.00")), "10000", CodeBelowMinRedeem,
@@ -118,6 +124,9 @@ func TestPriceRedemptionRefuses(t *testing.T) {
 				if !ok || !d(got).Equal(d(v)) {
 					t.Errorf("details[%s] = %v, want %s (%v)", k, e.Details[k], v, err)
 				}
+			}
+			if _, below := tc.details["nearest_below"]; e.Code == CodeRedeemStep && !below && e.Details["nearest_below"] != nil {
+				t.Errorf("suggests %v below the minimum (%v)", e.Details["nearest_below"], err)
 			}
 		})
 	}
