@@ -75,7 +75,7 @@ func (s *Server) trialBalance(c echo.Context) error {
 			return writeError(c, err)
 		}
 		if pos == 0 {
-			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "as_of %s is before the first entry", c.QueryParam("as_of")).With("field", "as_of"))
+			pos = ledger.BeforeFirstEntry // every balance was zero then
 		}
 	case c.QueryParam("position") != "":
 		if pos, err = strconv.ParseInt(c.QueryParam("position"), 10, 64); err != nil || pos < 1 {

@@ -144,7 +144,8 @@ func groupOf(account string) string {
 	return "operator"
 }
 
-// TrialBalance returns the trial balance as of position (0: the head). With partner set,
+// TrialBalance returns the trial balance as of position (0: the head;
+// ledger.BeforeFirstEntry: no balances, at position 0). With partner set,
 // it lists only that partner's accounts (the totals are then the partner's net), and an
 // unknown partner is not_found rather than an empty table; the groups are always the
 // whole coalition's.

@@ -153,18 +153,26 @@ func (l *Ledger) TrialBalance(ctx context.Context, position int64) (*TrialBalanc
 	return tb, nil
 }
 
+// BeforeFirstEntry is the position of a trial balance as of a time before the journal's
+// first entry: every balance is zero.
+const BeforeFirstEntry int64 = -1
+
 // BalancesAt returns, inside tx (a snapshot whose journal head is at head), the balance
-// of every account posted to by the position given (0, or past the head: the head), in
-// name order (bytewise), and the position it answered at. It is the one query behind the
+// of every account posted to by the position given (0, or past the head: the head; below
+// 0: before the first entry, when no account has a balance), in name order (bytewise),
+// and the position it answered at. It is the one query behind the
 // engine's trial balance and the auditor's, so that both list the same accounts: an
 // account made for a request that was refused, never posted to, is in neither.
 func BalancesAt(ctx context.Context, tx pgx.Tx, position, head int64) (int64, []AccountBalance, error) {
+	if position < 0 {
+		return 0, []AccountBalance{}, nil
+	}
 	// At the head the stored balances are the figures (verify holds them to their
 	// postings); before it, the postings up to the position are summed.
 	query := `SELECT a.name, a.unit, sum(p.amount)
 		  FROM accounts a JOIN postings p ON p.account = a.name AND p.position <= $1
 		 GROUP BY a.name, a.unit ORDER BY a.name COLLATE "C"`
-	if position <= 0 || position >= head {
+	if position == 0 || position >= head {
 		position = head
 		query = `SELECT name, unit, balance FROM accounts a
 		 WHERE EXISTS (SELECT FROM postings p WHERE p.account = a.name AND p.position <= $1)

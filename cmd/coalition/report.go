@@ -80,7 +80,7 @@ func reportCommand(ctx context.Context, fs *flag.FlagSet, args []string,
 					return err
 				}
 				if pos == 0 {
-					return fmt.Errorf("--as-of %s is before the first entry", *asOf)
+					pos = ledger.BeforeFirstEntry // every balance was zero then
 				}
 			}
 			tb, err := r.TrialBalance(ctx, pos, *partner)
