@@ -89,13 +89,18 @@ func CheckAmount(amount decimal.Decimal, scale int32, unit string) *Error {
 // Decimals says how many decimals a scale allows, for error messages: "no decimals",
 // "1 decimal", "2 decimals".
 func Decimals[N int | int32](n N) string {
-	switch n {
-	case 0:
+	if n == 0 {
 		return "no decimals"
-	case 1:
-		return "1 decimal"
 	}
-	return fmt.Sprintf("%d decimals", n)
+	return Count(n, "decimal", "decimals")
+}
+
+// Count writes n with its noun in the number it takes, for messages: "1 entry", "2 entries".
+func Count[N int | int32 | int64](n N, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // RoundHalfUp rounds a non-negative amount half up to scale decimals.

@@ -246,10 +246,10 @@ func (r *Report) writeTable(w io.Writer, state func(partner string) string) erro
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	// The cut-off, not a range: a run also settles its day's entries recorded before the
 	// run before it, and reads later days' entries, which it leaves to their own runs.
-	fmt.Fprintf(w, "Settlement of %s (%s): %d entries of the day, journal cut-off at position %d\n",
-		r.BusinessDate, r.Currency, r.Entries, r.Cutoff)
+	fmt.Fprintf(w, "Settlement of %s (%s): %s, journal cut-off at position %d\n",
+		r.BusinessDate, r.Currency, ledger.Count(r.Entries, "entry", "entries"), r.Cutoff)
 	for _, l := range r.Late {
-		fmt.Fprintf(w, "  includes %d late entries of %s (recorded after that day's cut-off)\n", l.Entries, l.BusinessDate)
+		fmt.Fprintf(w, "  of them %s of %s (recorded after that day's cut-off)\n", ledger.Count(l.Entries, "late entry", "late entries"), l.BusinessDate)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(tw, "partner\tpoints issued\tpoints redeemed\towes\towed to\tposition\tfee\tnet\t")

@@ -375,7 +375,7 @@ func TestRunsGoDayAfterDay(t *testing.T) {
 	if err := made[2].WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	if head, _, _ := strings.Cut(table.String(), "\n"); !strings.HasSuffix(head, fmt.Sprintf(": 0 entries of the day, journal cut-off at position %d", made[2].Cutoff)) {
+	if head, _, _ := strings.Cut(table.String(), "\n"); !strings.HasSuffix(head, fmt.Sprintf(": 0 entries, journal cut-off at position %d", made[2].Cutoff)) {
 		t.Fatalf("the empty day's header: %s", head)
 	}
 	if _, _, err := f.runs.Run(ctx, day0.Prev(), nil); code(err) != settlement.CodeBeforeFirstRun {

@@ -21,6 +21,7 @@ import (
 	"github.com/coalitionledger/coalition/internal/database"
 	"github.com/coalitionledger/coalition/internal/pg"
 	"github.com/coalitionledger/coalition/internal/pgcluster"
+	"github.com/coalitionledger/coalition/ledger"
 )
 
 // auditUsage is the part of the help that lists the auditor's commands.
@@ -275,8 +276,8 @@ func reportVerification(stdout io.Writer, v *audit.Verification, asJSON bool, to
 		if s := took.Seconds(); s > 0 && v.Entries > 0 {
 			rate = fmt.Sprintf(", %.0f entries/s", float64(v.Entries)/s)
 		}
-		fmt.Fprintf(stdout, "journal verified from the %s: positions %d to %d (%d entries), hash chain intact, every entry balanced, %d checkpoints: %s; %s (%s%s)\n",
-			v.Source, v.From, v.To, v.Entries, v.Checkpoints, key, balances, took.Round(time.Millisecond), rate)
+		fmt.Fprintf(stdout, "journal verified from the %s: positions %d to %d (%d entries), hash chain intact, every entry balanced, %s: %s; %s (%s%s)\n",
+			v.Source, v.From, v.To, v.Entries, ledger.Count(v.Checkpoints, "checkpoint", "checkpoints"), key, balances, took.Round(time.Millisecond), rate)
 	}
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/coalitionledger/coalition/audit"
 	"github.com/coalitionledger/coalition/internal/database"
 	"github.com/coalitionledger/coalition/internal/demo"
+	"github.com/coalitionledger/coalition/internal/pg"
 	"github.com/coalitionledger/coalition/ledger"
 )
 
@@ -52,7 +53,9 @@ Commands:
 Every command reads DATABASE_URL from the environment. Without it, the commands use the
 embedded default: a private PostgreSQL cluster started from the server installed on this
 machine, in $COALITION_DATA (or /var/lib/coalition/pgdata as root, else
-~/.local/share/coalition/pgdata). Run 'coalition <command> --help' for a command's flags.
+~/.local/share/coalition/pgdata), database coalition. The demo keeps its own database,
+coalition_demo, beside it: --database coalition_demo (env COALITION_DATABASE) points any
+command at it. Run 'coalition <command> --help' for a command's flags.
 `
 
 func main() {
@@ -119,6 +122,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// --help shows the default without its password.
 	fs.Lookup("database-url").DefValue = redactURL(*dbURL)
 	dataDir := fs.String("data-dir", os.Getenv("COALITION_DATA"), "data folder of the embedded PostgreSQL (env COALITION_DATA)")
+	dbName := fs.String("database", os.Getenv("COALITION_DATABASE"),
+		"the database to use (env COALITION_DATABASE): on the embedded default, instead of coalition; with DATABASE_URL, instead of the one it names")
 	progress := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
 	// withDB parses the command's flags, opens (and migrates) the database and runs fn.
 	withDB := func(name string, fresh bool, fn func(*database.DB) error) error {
@@ -127,7 +132,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		db, err := database.Open(ctx, database.Options{URL: *dbURL, DataDir: *dataDir, Name: name, Fresh: fresh, Logf: progress})
+		url := *dbURL
+		if *dbName != "" && !fresh { // the demo keeps to its own database, whatever is set
+			name = *dbName
+			if url != "" {
+				url = pg.WithDatabase(url, name)
+			}
+		}
+		db, err := database.Open(ctx, database.Options{URL: url, DataDir: *dataDir, Name: name, Fresh: fresh, Logf: progress})
 		if err != nil {
 			return err
 		}

@@ -228,7 +228,7 @@ coalition contracts list PARTNER`)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "expired %d lots, voided %d timed-out holds\n", n, h)
+			fmt.Fprintf(stdout, "expired %s, voided %s\n", ledger.Count(n, "lot", "lots"), ledger.Count(h, "timed-out hold", "timed-out holds"))
 			return nil
 		})
 

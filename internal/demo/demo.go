@@ -295,6 +295,10 @@ func Run(ctx context.Context, pool *pgxpool.Pool, w io.Writer, opts Options) err
 	fmt.Fprintf(w, "\nThe full report: %s\n", strings.Join(files, " and "))
 	fmt.Fprintf(w, "Done in %s. Run it again for a fresh coalition: the demo recreates its database, coalition_demo, each time.\n",
 		time.Since(started).Round(100*time.Millisecond))
+	fmt.Fprintf(w, "Its books stay there for every other command: add --database coalition_demo, as in\n  coalition verify --database coalition_demo\n")
+	if len(run.Instructions) > 0 {
+		fmt.Fprintf(w, "  coalition settle --confirm %s --date %s --database coalition_demo\n", run.Instructions[0].Partner, day)
+	}
 	return nil
 }
 
