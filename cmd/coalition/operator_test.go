@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/coalitionledger/coalition/internal/pg"
 	"github.com/coalitionledger/coalition/internal/pgtest"
 )
 
@@ -95,5 +98,31 @@ func TestOperatorCommands(t *testing.T) {
 	// Past the head is the head, said so.
 	if out := ok("trial-balance", "--position", "999"); !strings.HasPrefix(out, "Trial balance at position 0\n") {
 		t.Fatalf("trial-balance past the head: %s", out)
+	}
+}
+
+// --database names the database on the server DATABASE_URL names, as it names the one on
+// the embedded default: how an operator reaches the demo's books.
+func TestDatabaseFlagNamesTheDatabase(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	// The URL names the server's maintenance database; --database the test's own.
+	args := []string{"partners", "--database-url", pg.WithDatabase(url, "postgres"), "--database", cfg.Database, "create", "zeta", "Zeta"}
+	if err := run(context.Background(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM partners WHERE id = 'zeta'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("the partner is not in the database --database named: %d, %v", n, err)
 	}
 }
