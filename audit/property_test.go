@@ -103,6 +103,9 @@ func checkRollForward(rt *rapid.T, f *fixture) {
 	if !n(whole.Total.Closing).Sub(debts).Equal(members.Neg()) {
 		rt.Fatalf("outstanding %s − debts %s ≠ member accounts %s", whole.Total.Closing, debts, members.Neg())
 	}
+	if !n(whole.Total.Debts).Equal(debts) {
+		rt.Fatalf("the report's debts %s, the debts rows' %s", whole.Total.Debts, debts)
+	}
 	// Breakage is the net of the expired lines.
 	br, err := r.Breakage(ctx, 0, 0)
 	if err != nil {

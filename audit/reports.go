@@ -423,6 +423,11 @@ type IssuerRollForward struct {
 	// LotsRemaining is the sum of the members' remaining lots of this issuer, read from
 	// the lots when the period ends at the head (it must equal Closing); empty otherwise.
 	LotsRemaining Amount `json:"lots_remaining,omitempty"`
+	// Debts is, on the total's line when the period ends at the head, the points members
+	// owe (clawed back beyond their balance; repaid first from their next points): the
+	// members' liability, their group in the trial balance with the sign turned, is
+	// lots_remaining − debts. Empty otherwise.
+	Debts Amount `json:"debts,omitempty"`
 	// Exposure is the closing points at the coalition's point value: the issuer's unfunded
 	// exposure.
 	Exposure Amount `json:"exposure"`
@@ -548,6 +553,13 @@ func (r *Reports) RollForward(ctx context.Context, from, to int64) (*RollForward
 		total.expired, total.reversals, total.lots = total.expired.Add(s.expired), total.reversals.Add(s.reversals), total.lots.Add(s.lots)
 	}
 	rf.Total = line("total", total)
+	if atHead {
+		var debts decimal.Decimal
+		if err := snap.tx.QueryRow(ctx, `SELECT COALESCE(sum(outstanding), 0) FROM debts`).Scan(&debts); err != nil {
+			return nil, fmt.Errorf("roll-forward: debts: %w", err)
+		}
+		rf.Total.Debts = formatUnit(snap.units, ledger.Points, debts)
+	}
 	return rf, nil
 }
 

@@ -175,7 +175,7 @@ func TestRollForwardAndBreakageByHand(t *testing.T) {
 		}
 	}
 	total := audit.IssuerRollForward{Issuer: "total", Opening: "240", Issued: "25", Redeemed: "-30", Expired: "-40", Reversals: "-5",
-		Closing: "190", LotsRemaining: "190", Exposure: "1.90"}
+		Closing: "190", LotsRemaining: "190", Debts: "0", Exposure: "1.90"}
 	if rf.Total != total || rf.From != 4 || rf.To != 7 {
 		t.Fatalf("total = %+v (period %+v), want %+v", rf.Total, rf.Period, total)
 	}
@@ -184,7 +184,7 @@ func TestRollForwardAndBreakageByHand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rf.Total.Closing != "240" || rf.Total.LotsRemaining != "" {
+	if rf.Total.Closing != "240" || rf.Total.LotsRemaining != "" || rf.Total.Debts != "" {
 		t.Fatalf("to position 3: %+v", rf.Total)
 	}
 

@@ -50,7 +50,7 @@ func TestAuditCommands(t *testing.T) {
 	if out := run1(append([]string{"verify", "--checkpoint-key", key}, db...)...); !strings.Contains(out, "journal verified from the database") {
 		t.Fatalf("verify: %s", out)
 	}
-	if out := run1(append([]string{"report", "roll-forward"}, db...)...); !strings.HasPrefix(out, "issuer,opening,issued,redeemed,expired,reversals,closing,lots_remaining,exposure\ntotal,0,") {
+	if out := run1(append([]string{"report", "roll-forward"}, db...)...); !strings.HasPrefix(out, "issuer,opening,issued,redeemed,expired,reversals,closing,lots_remaining,debts,exposure\ntotal,0,") {
 		t.Fatalf("report roll-forward: %s", out)
 	}
 	out := run1(append([]string{"audit-log"}, db...)...)

@@ -186,9 +186,9 @@ func reportCommand(ctx context.Context, fs *flag.FlagSet, args []string,
 			if out.json {
 				return out.encode(rf)
 			}
-			out.row("issuer", "opening", "issued", "redeemed", "expired", "reversals", "closing", "lots_remaining", "exposure")
+			out.row("issuer", "opening", "issued", "redeemed", "expired", "reversals", "closing", "lots_remaining", "debts", "exposure")
 			for _, l := range append(rf.Issuers, rf.Total) {
-				out.row(l.Issuer, l.Opening, l.Issued, l.Redeemed, l.Expired, l.Reversals, l.Closing, l.LotsRemaining, l.Exposure)
+				out.row(l.Issuer, l.Opening, l.Issued, l.Redeemed, l.Expired, l.Reversals, l.Closing, l.LotsRemaining, l.Debts, l.Exposure)
 			}
 			return out.flush()
 
