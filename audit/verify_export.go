@@ -37,6 +37,9 @@ func (r *lineReader) read() error {
 		Type string `json:"type"`
 	}
 	if err := json.Unmarshal(r.raw, &t); err != nil {
+		if r.line == 1 && !bytes.HasPrefix(bytes.TrimSpace(r.raw), []byte("{")) {
+			return fmt.Errorf("export line 1 is not JSON: only a JSON-lines export (coalition export --format jsonl) can be verified, not a CSV or hledger one")
+		}
 		return fmt.Errorf("export line %d: %w", r.line, err)
 	}
 	r.kind = t.Type

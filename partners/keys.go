@@ -147,7 +147,11 @@ func (k *Keys) Revoke(ctx context.Context, id string) error {
 			return fmt.Errorf("revoke key %s: %w", id, err)
 		}
 		if tag.RowsAffected() == 0 {
-			return ledger.Errorf(ledger.CodeNotFound, "key %s does not exist or is already revoked", id)
+			var at time.Time
+			if err := tx.QueryRow(ctx, `SELECT revoked_at FROM api_keys WHERE id = $1`, id).Scan(&at); err == nil {
+				return ledger.Errorf(ledger.CodeNotFound, "key %s was revoked already, at %s", id, at.UTC().Format(time.RFC3339))
+			}
+			return ledger.Errorf(ledger.CodeNotFound, "key %s does not exist", id)
 		}
 		return audit.RecordAs(ctx, tx, audit.ActionKeyRevoked, map[string]string{"id": id})
 	})

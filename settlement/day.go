@@ -11,6 +11,9 @@ type Day struct{ t time.Time } // midnight UTC of the date, so that arithmetic i
 
 // ParseDay reads a business date written YYYY-MM-DD.
 func ParseDay(s string) (Day, error) {
+	if s == "" {
+		return Day{}, ledger.Errorf(ledger.CodeInvalid, "a business date is required: YYYY-MM-DD").With("field", "business_date")
+	}
 	t, err := time.Parse(time.DateOnly, s)
 	if err != nil {
 		return Day{}, ledger.Errorf(ledger.CodeInvalid, "%q is not a business date: write it as YYYY-MM-DD", s).With("field", "business_date")

@@ -47,7 +47,7 @@ func reportCommand(ctx context.Context, fs *flag.FlagSet, args []string,
 		fmt.Fprintln(fs.Output(), reportUsage)
 		return flag.ErrHelp
 	default: // say so before touching the database
-		return usageError{reportUsage}
+		return usageError{fmt.Sprintf("unknown report %q: %s", which, reportUsage)}
 	}
 	var name string
 	if which == "account" || which == "member" {
@@ -62,6 +62,9 @@ func reportCommand(ctx context.Context, fs *flag.FlagSet, args []string,
 	}
 	if *format != "csv" && *format != "json" {
 		return usageError{"--format is csv or json"}
+	}
+	if *position != 0 && *asOf != "" {
+		return usageError{"--position and --as-of both name the moment: give one"}
 	}
 	return withDB("", false, func(db *database.DB) error {
 		r := audit.NewReports(db.Pool)

@@ -37,8 +37,17 @@ func settle(ctx context.Context, fs *flag.FlagSet, args []string,
 		return usageError{fmt.Sprintf("--format is table, json or csv, not %q", *format)}
 	}
 	var day settlement.Day
+	switch {
+	case *due && (*date != "" || *check || *confirm != ""):
+		return usageError{"--due settles every day that is over: it takes no --date, --check or --confirm"}
+	case *check && *confirm != "":
+		return usageError{"--check and --confirm are two commands: give one"}
+	}
 	if !*due {
 		if *date == "" {
+			if *check || *confirm != "" {
+				return usageError{"settle needs --date YYYY-MM-DD: the day to check or confirm"}
+			}
 			return usageError{"settle needs --date YYYY-MM-DD (or --due)"}
 		}
 		d, err := settlement.ParseDay(*date)
