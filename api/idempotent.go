@@ -56,7 +56,11 @@ func (s *Server) idempotentWrite(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		// 401 and 403 are about the caller's key, not the request: they are never a first
-		// answer that another key's retry should get.
+		// answer that another key's retry should get. Nor is an answer that holds a 5xx
+		// inside it (a /batch item that ran out of time): its retry must run it again.
+		if held, _ := c.Get(ctxHolds5xx).(bool); held {
+			return nil
+		}
 		if rec.status > 0 && rec.status < http.StatusInternalServerError &&
 			rec.status != http.StatusUnauthorized && rec.status != http.StatusForbidden {
 			// Two first requests racing with one key both run; the first stored answer
@@ -68,6 +72,10 @@ func (s *Server) idempotentWrite(next echo.HandlerFunc) echo.HandlerFunc {
 		return nil
 	}
 }
+
+// ctxHolds5xx is set on a request whose answer, though below 500 itself, carries a 5xx
+// (a /batch item's): idempotentWrite then stores no first answer for its key.
+const ctxHolds5xx = "idempotency.holds5xx"
 
 // recorder keeps a copy of the answer on its way to the client.
 type recorder struct {

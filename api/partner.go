@@ -754,6 +754,11 @@ func (s *Server) batch(c echo.Context) error {
 	}
 	flush()
 	c.Response().Header().Del("Idempotent-Replayed")
+	for _, a := range answers {
+		if a.Status >= http.StatusInternalServerError {
+			c.Set(ctxHolds5xx, true) // a batch key keeps no answer that a retry must not repeat
+		}
+	}
 	return c.JSON(http.StatusOK, map[string]any{"items": answers})
 }
 

@@ -48,20 +48,35 @@ func TestFullWriteQueueAnswers503WithRetryAfter(t *testing.T) {
 	if r.Header.Get("Retry-After") == "" {
 		t.Fatalf("503 overloaded without Retry-After: %v", r.Header)
 	}
+	// A batch with a key of its own whose item met the full queue: its answer is not kept
+	// under the batch's key either, so its retry runs the item.
+	batch := func() batchAnswers {
+		var out batchAnswers
+		e.request(http.MethodPost, "/v1/partners/fuelco/batch", fuel, map[string]any{"items": []batchItem{
+			{Type: "earn", IdempotencyKey: "b-1", Body: map[string]any{"member": map[string]string{"card": "1004"}, "amount": "100.00", "currency": "USD"}},
+		}}, "Idempotency-Key", "batch-1").want(t, http.StatusOK).decode(t, &out)
+		return out
+	}
+	if got := batch(); got.Items[0].Status != http.StatusServiceUnavailable {
+		t.Fatalf("the batch's item with the queue full: %d %s", got.Items[0].Status, got.Items[0].Body)
+	}
 	if err := blocker.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 2; i++ {
 		(<-answers).want(t, http.StatusCreated)
 	}
-	// Nothing was stored for k3: the retry posts.
+	// Nothing was stored for k3: the retry posts; nor for the batch's key.
 	earn("k3", "1003").want(t, http.StatusCreated)
+	if got := batch(); got.Items[0].Status != http.StatusCreated {
+		t.Fatalf("the batch's retry: %d %s", got.Items[0].Status, got.Items[0].Body)
+	}
 	head, err := e.ledger.Head(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if head.Position != 3 {
-		t.Fatalf("journal at %d, want 3 entries", head.Position)
+	if head.Position != 4 {
+		t.Fatalf("journal at %d, want 4 entries", head.Position)
 	}
 }
 

@@ -122,8 +122,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// --help shows the default without its password.
 	fs.Lookup("database-url").DefValue = redactURL(*dbURL)
 	dataDir := fs.String("data-dir", os.Getenv("COALITION_DATA"), "data folder of the embedded PostgreSQL (env COALITION_DATA)")
-	dbName := fs.String("database", os.Getenv("COALITION_DATABASE"),
-		"the database to use (env COALITION_DATABASE): on the embedded default, instead of coalition; with DATABASE_URL, instead of the one it names")
+	dbName := new(string)
+	if cmd != "bench" { // bench's --database names the database it creates for its run
+		fs.StringVar(dbName, "database", os.Getenv("COALITION_DATABASE"),
+			"the database to use (env COALITION_DATABASE), which must exist: on the embedded default, instead of coalition; with DATABASE_URL, instead of the one it names")
+	}
 	progress := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
 	// withDB parses the command's flags, opens (and migrates) the database and runs fn.
 	withDB := func(name string, fresh bool, fn func(*database.DB) error) error {
@@ -139,7 +142,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				url = pg.WithDatabase(url, name)
 			}
 		}
-		db, err := database.Open(ctx, database.Options{URL: url, DataDir: *dataDir, Name: name, Fresh: fresh, Logf: progress})
+		db, err := database.Open(ctx, database.Options{URL: url, DataDir: *dataDir, Name: name, Fresh: fresh,
+			Existing: *dbName != "" && !fresh, Logf: progress})
 		if err != nil {
 			return err
 		}

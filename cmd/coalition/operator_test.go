@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -124,5 +126,18 @@ func TestDatabaseFlagNamesTheDatabase(t *testing.T) {
 	var n int
 	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM partners WHERE id = 'zeta'`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("the partner is not in the database --database named: %d, %v", n, err)
+	}
+}
+
+// Every command's --help works: the global flags and a command's own never collide (bench
+// has a --database of its own).
+func TestEveryCommandHasHelp(t *testing.T) {
+	t.Parallel()
+	for _, cmd := range []string{"serve", "demo", "migrate", "bench", "settle", "expire", "trial-balance", "verify", "export",
+		"checkpoint", "checkpoint-key", "audit-log", "partners", "contracts", "keys", "report"} {
+		var stdout, stderr bytes.Buffer
+		if err := run(context.Background(), []string{cmd, "--help"}, &stdout, &stderr); !errors.Is(err, flag.ErrHelp) && err != nil {
+			t.Errorf("coalition %s --help: %v\n%s", cmd, err, stderr.String())
+		}
 	}
 }

@@ -66,6 +66,9 @@ func reportCommand(ctx context.Context, fs *flag.FlagSet, args []string,
 	if *position != 0 && *asOf != "" {
 		return usageError{"--position and --as-of both name the moment: give one"}
 	}
+	if *position < 0 {
+		return usageError{"--position takes a journal position, a whole number ≥ 0 (0: the head)"}
+	}
 	return withDB("", false, func(db *database.DB) error {
 		r := audit.NewReports(db.Pool)
 		period, err := r.ParsePeriod(ctx, *from, *to)

@@ -26,6 +26,9 @@ type Options struct {
 	DataDir  string // the embedded cluster's data folder; empty: pgcluster.DefaultDataDir()
 	Name     string // the database on the embedded cluster (default "coalition")
 	Fresh    bool   // drop and recreate Name first (the demo), on the embedded cluster or next to URL's
+	// Existing refuses, on the embedded cluster, a Name that does not exist rather than
+	// creating it: a database the user named, where a typo must not open an empty ledger.
+	Existing bool
 	MaxConns int32
 	Logf     func(format string, args ...any)
 }
@@ -72,7 +75,7 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 		}
 		db.cluster = cluster
 		url = cluster.URL(o.Name)
-		if err := ensureDatabase(ctx, cluster.URL("postgres"), o.Name, o.Fresh); err != nil {
+		if err := ensureDatabase(ctx, cluster.URL("postgres"), o.Name, o.Fresh, o.Existing); err != nil {
 			cluster.Stop()
 			return nil, err
 		}
@@ -80,7 +83,7 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 		if _, err := pgx.ParseConfig(url); err != nil {
 			return nil, fmt.Errorf("DATABASE_URL: %w", err)
 		}
-		if err := ensureDatabase(ctx, url, o.Name, true); err != nil {
+		if err := ensureDatabase(ctx, url, o.Name, true, false); err != nil {
 			return nil, err
 		}
 		url = pg.WithDatabase(url, o.Name)
@@ -106,12 +109,22 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 
 // ensureDatabase creates database name through the server at adminURL if it is missing,
 // or afresh when fresh is set.
-func ensureDatabase(ctx context.Context, adminURL, name string, fresh bool) error {
+func ensureDatabase(ctx context.Context, adminURL, name string, fresh, existing bool) error {
 	conn, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
 		return fmt.Errorf("connect to create database %s: %w", name, err)
 	}
 	defer conn.Close(ctx)
+	if existing {
+		var found bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)`, name).Scan(&found); err != nil {
+			return fmt.Errorf("database %s: %w", name, err)
+		}
+		if !found {
+			return fmt.Errorf("database %s does not exist on the embedded cluster (the demo's is coalition_demo; without --database, coalition)", name)
+		}
+		return nil
+	}
 	ident := pgx.Identifier{name}.Sanitize()
 	if fresh {
 		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)"); err != nil {
