@@ -22,10 +22,10 @@ import (
 
 // Options say which database to open.
 type Options struct {
-	URL      string // DATABASE_URL; empty: the embedded default
-	DataDir  string // the embedded cluster's data folder; empty: pgcluster.DefaultDataDir()
-	Name     string // the database on the embedded cluster (default "coalition")
-	Fresh    bool   // drop and recreate Name first (the demo), on the embedded cluster or next to URL's
+	URL     string // DATABASE_URL; empty: the embedded default
+	DataDir string // the embedded cluster's data folder; empty: pgcluster.DefaultDataDir()
+	Name    string // the database on the embedded cluster (default "coalition")
+	Fresh   bool   // drop and recreate Name first (the demo), on the embedded cluster or next to URL's
 	// Existing refuses, on the embedded cluster, a Name that does not exist rather than
 	// creating it: a database the user named, where a typo must not open an empty ledger.
 	Existing bool
