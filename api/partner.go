@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -754,10 +755,8 @@ func (s *Server) batch(c echo.Context) error {
 	}
 	flush()
 	c.Response().Header().Del("Idempotent-Replayed")
-	for _, a := range answers {
-		if a.Status >= http.StatusInternalServerError {
-			c.Set(ctxHolds5xx, true) // a batch key keeps no answer that a retry must not repeat
-		}
+	if slices.ContainsFunc(answers, func(a batchAnswer) bool { return a.Status >= http.StatusInternalServerError }) {
+		c.Set(ctxHolds5xx, true) // a batch key keeps no answer that a retry must not repeat
 	}
 	return c.JSON(http.StatusOK, map[string]any{"items": answers})
 }

@@ -158,8 +158,8 @@ func (l *Ledger) TrialBalance(ctx context.Context, position int64) (*TrialBalanc
 const BeforeFirstEntry int64 = -1
 
 // BalancesAt returns, inside tx (a snapshot whose journal head is at head), the balance
-// of every account posted to by the position given (0, or past the head: the head; below
-// 0: before the first entry, when no account has a balance), in name order (bytewise),
+// of every account posted to by the position given (0, or past the head: the head;
+// BeforeFirstEntry: none has a balance yet), in name order (bytewise),
 // and the position it answered at. It is the one query behind the
 // engine's trial balance and the auditor's, so that both list the same accounts: an
 // account made for a request that was refused, never posted to, is in neither.

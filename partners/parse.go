@@ -131,11 +131,8 @@ func quote(s string) string {
 
 // allowedDecimals says how many decimals a scale allows, as the end of a sentence.
 func allowedDecimals(scale int32) string {
-	switch scale {
-	case 0:
-		return "no decimals are allowed here"
-	case 1:
-		return "at most 1 decimal is allowed here"
+	if scale == 0 {
+		return "no decimals allowed here"
 	}
-	return "at most " + ledger.Decimals(scale) + " are allowed here"
+	return "at most " + ledger.Decimals(scale) + " allowed here"
 }

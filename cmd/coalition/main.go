@@ -135,15 +135,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		url := *dbURL
+		opts := database.Options{URL: *dbURL, DataDir: *dataDir, Name: name, Fresh: fresh, Logf: progress}
 		if *dbName != "" && !fresh { // the demo keeps to its own database, whatever is set
-			name = *dbName
-			if url != "" {
-				url = pg.WithDatabase(url, name)
+			opts.Name, opts.Existing = *dbName, true
+			if opts.URL != "" {
+				opts.URL = pg.WithDatabase(opts.URL, *dbName)
 			}
 		}
-		db, err := database.Open(ctx, database.Options{URL: url, DataDir: *dataDir, Name: name, Fresh: fresh,
-			Existing: *dbName != "" && !fresh, Logf: progress})
+		db, err := database.Open(ctx, opts)
 		if err != nil {
 			return err
 		}

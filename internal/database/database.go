@@ -75,7 +75,12 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 		}
 		db.cluster = cluster
 		url = cluster.URL(o.Name)
-		if err := ensureDatabase(ctx, cluster.URL("postgres"), o.Name, o.Fresh, o.Existing); err != nil {
+		if o.Existing {
+			err = requireDatabase(ctx, cluster.URL("postgres"), o.Name)
+		} else {
+			err = ensureDatabase(ctx, cluster.URL("postgres"), o.Name, o.Fresh)
+		}
+		if err != nil {
 			cluster.Stop()
 			return nil, err
 		}
@@ -83,7 +88,7 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 		if _, err := pgx.ParseConfig(url); err != nil {
 			return nil, fmt.Errorf("DATABASE_URL: %w", err)
 		}
-		if err := ensureDatabase(ctx, url, o.Name, true, false); err != nil {
+		if err := ensureDatabase(ctx, url, o.Name, true); err != nil {
 			return nil, err
 		}
 		url = pg.WithDatabase(url, o.Name)
@@ -109,22 +114,12 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 
 // ensureDatabase creates database name through the server at adminURL if it is missing,
 // or afresh when fresh is set.
-func ensureDatabase(ctx context.Context, adminURL, name string, fresh, existing bool) error {
+func ensureDatabase(ctx context.Context, adminURL, name string, fresh bool) error {
 	conn, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
 		return fmt.Errorf("connect to create database %s: %w", name, err)
 	}
 	defer conn.Close(ctx)
-	if existing {
-		var found bool
-		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)`, name).Scan(&found); err != nil {
-			return fmt.Errorf("database %s: %w", name, err)
-		}
-		if !found {
-			return fmt.Errorf("database %s does not exist on the embedded cluster (the demo's is coalition_demo; without --database, coalition)", name)
-		}
-		return nil
-	}
 	ident := pgx.Identifier{name}.Sanitize()
 	if fresh {
 		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)"); err != nil {
@@ -138,6 +133,23 @@ func ensureDatabase(ctx context.Context, adminURL, name string, fresh, existing 
 	}
 	if err != nil {
 		return fmt.Errorf("create database %s: %w", name, err)
+	}
+	return nil
+}
+
+// requireDatabase refuses a database name that the server at adminURL does not have.
+func requireDatabase(ctx context.Context, adminURL, name string) error {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return fmt.Errorf("connect to find database %s: %w", name, err)
+	}
+	defer conn.Close(ctx)
+	var found bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)`, name).Scan(&found); err != nil {
+		return fmt.Errorf("database %s: %w", name, err)
+	}
+	if !found {
+		return fmt.Errorf("database %s does not exist on the embedded cluster (the demo's is coalition_demo; without --database, coalition)", name)
 	}
 	return nil
 }
