@@ -31,6 +31,9 @@ const (
 	// CodeTimeout: the request ran out of time before it finished; retry it with the same
 	// Idempotency-Key (503).
 	CodeTimeout ledger.Code = "timeout"
+	// CodeClientClosed: the client went away before its answer (503, which nobody reads):
+	// kept apart from internal so that the log and the metrics do not call it a failure.
+	CodeClientClosed ledger.Code = "client_closed"
 )
 
 // codeStatus is the status of the codes whose status is not their class's: the HTTP
@@ -44,6 +47,7 @@ var codeStatus = map[ledger.Code]int{
 	ledger.CodeBatchTooLarge:    http.StatusRequestEntityTooLarge,
 	CodeInternal:                http.StatusInternalServerError,
 	CodeTimeout:                 http.StatusServiceUnavailable,
+	CodeClientClosed:            http.StatusServiceUnavailable,
 	CodeOverloaded:              http.StatusServiceUnavailable,
 	partners.CodeSettingsFrozen: http.StatusConflict,
 
@@ -117,6 +121,9 @@ func errorBody(err error) (int, errorResponse) {
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, errorResponse{errorPayload{Code: CodeTimeout,
 			Message: "the request ran out of time; retry it (with the same Idempotency-Key for a write)", Details: map[string]any{}}}
+	case errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable, errorResponse{errorPayload{Code: CodeClientClosed,
+			Message: "the client closed the request before its answer; retry it (with the same Idempotency-Key for a write)", Details: map[string]any{}}}
 	}
 	return http.StatusInternalServerError, errorResponse{errorPayload{Code: CodeInternal, Message: internalMessage, Details: map[string]any{}}}
 }
@@ -180,7 +187,7 @@ func writeError(c echo.Context, err error) error {
 	if status == http.StatusUnauthorized {
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="coalition"`)
 	}
-	if body.Error.Code == CodeOverloaded {
+	if retryLater(body.Error.Code) {
 		c.Response().Header().Set(echo.HeaderRetryAfter, retryAfterSeconds)
 	}
 	if c.Response().Committed {
@@ -194,3 +201,7 @@ func writeError(c echo.Context, err error) error {
 func handleError(err error, c echo.Context) {
 	_ = writeError(c, err)
 }
+
+// retryLater reports whether an answer with code asks the client to send the request
+// again after a pause (with Retry-After): the server was busy, not the request wrong.
+func retryLater(code ledger.Code) bool { return code == CodeOverloaded || code == CodeTimeout }

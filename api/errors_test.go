@@ -124,6 +124,7 @@ func TestInternalErrors(t *testing.T) {
 	})
 	e.srv.echo.GET("/test/panic", func(c echo.Context) error { panic("boom") })
 	e.srv.echo.GET("/test/timeout", func(c echo.Context) error { return fmt.Errorf("query: %w", context.DeadlineExceeded) })
+	e.srv.echo.GET("/test/gone", func(c echo.Context) error { return fmt.Errorf("query: %w", context.Canceled) })
 
 	for _, path := range []string{"/test/fail", "/test/panic"} {
 		res := e.request("GET", path, "", nil)
@@ -147,7 +148,17 @@ func TestInternalErrors(t *testing.T) {
 			t.Errorf("the log of a panic has no stack: %s", text)
 		}
 	}
-	e.request("GET", "/test/timeout", "", nil).wantError(t, 503, "timeout")
+	timedOut := e.request("GET", "/test/timeout", "", nil)
+	timedOut.wantError(t, 503, "timeout")
+	if timedOut.Header.Get("Retry-After") == "" {
+		t.Error("503 timeout without Retry-After")
+	}
+	// A client that went away is not a failure of the server: its own code, logged as info.
+	res := e.request("GET", "/test/gone", "", nil)
+	res.wantError(t, 503, "client_closed")
+	if logged := e.logs.FilterField(zap.String("request_id", res.Header.Get(HeaderRequestID))).All(); len(logged) != 1 || logged[0].Level != zap.InfoLevel {
+		t.Errorf("a request the client abandoned was logged as %+v, want one info line", logged)
+	}
 	// The server still answers after a panic.
 	e.request("GET", "/healthz", "", nil).want(t, 200)
 }

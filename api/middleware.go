@@ -135,6 +135,10 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if code != "" {
 			fields = append(fields, zap.String("error_code", code))
 		}
+		if code == string(CodeClientClosed) {
+			s.log.Info("request abandoned by the client", fields...)
+			return nil
+		}
 		if status >= http.StatusInternalServerError {
 			if ierr, ok := c.Get(ctxInternalError).(error); ok {
 				fields = append(fields, zap.Error(ierr))

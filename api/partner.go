@@ -758,6 +758,9 @@ func (s *Server) batch(c echo.Context) error {
 	if slices.ContainsFunc(answers, func(a batchAnswer) bool { return a.Status >= http.StatusInternalServerError }) {
 		c.Set(ctxHolds5xx, true) // a batch key keeps no answer that a retry must not repeat
 	}
+	if slices.ContainsFunc(answers, func(a batchAnswer) bool { return a.Status == http.StatusServiceUnavailable }) {
+		c.Response().Header().Set(echo.HeaderRetryAfter, retryAfterSeconds) // an item was turned away for now
+	}
 	return c.JSON(http.StatusOK, map[string]any{"items": answers})
 }
 

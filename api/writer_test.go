@@ -50,15 +50,17 @@ func TestFullWriteQueueAnswers503WithRetryAfter(t *testing.T) {
 	}
 	// A batch with a key of its own whose item met the full queue: its answer is not kept
 	// under the batch's key either, so its retry runs the item.
-	batch := func() batchAnswers {
+	// The batch answers 200 with the item's 503, and says when to come back.
+	batch := func() (batchAnswers, string) {
 		var out batchAnswers
-		e.request(http.MethodPost, "/v1/partners/fuelco/batch", fuel, map[string]any{"items": []batchItem{
+		res := e.request(http.MethodPost, "/v1/partners/fuelco/batch", fuel, map[string]any{"items": []batchItem{
 			{Type: "earn", IdempotencyKey: "b-1", Body: map[string]any{"member": map[string]string{"card": "1004"}, "amount": "100.00", "currency": "USD"}},
-		}}, "Idempotency-Key", "batch-1").want(t, http.StatusOK).decode(t, &out)
-		return out
+		}}, "Idempotency-Key", "batch-1").want(t, http.StatusOK)
+		res.decode(t, &out)
+		return out, res.Header.Get("Retry-After")
 	}
-	if got := batch(); got.Items[0].Status != http.StatusServiceUnavailable {
-		t.Fatalf("the batch's item with the queue full: %d %s", got.Items[0].Status, got.Items[0].Body)
+	if got, retry := batch(); got.Items[0].Status != http.StatusServiceUnavailable || retry == "" {
+		t.Fatalf("the batch's item with the queue full: %d %s (Retry-After %q)", got.Items[0].Status, got.Items[0].Body, retry)
 	}
 	if err := blocker.Rollback(ctx); err != nil {
 		t.Fatal(err)
@@ -68,8 +70,8 @@ func TestFullWriteQueueAnswers503WithRetryAfter(t *testing.T) {
 	}
 	// Nothing was stored for k3: the retry posts; nor for the batch's key.
 	earn("k3", "1003").want(t, http.StatusCreated)
-	if got := batch(); got.Items[0].Status != http.StatusCreated {
-		t.Fatalf("the batch's retry: %d %s", got.Items[0].Status, got.Items[0].Body)
+	if got, retry := batch(); got.Items[0].Status != http.StatusCreated || retry != "" {
+		t.Fatalf("the batch's retry: %d %s (Retry-After %q)", got.Items[0].Status, got.Items[0].Body, retry)
 	}
 	head, err := e.ledger.Head(ctx)
 	if err != nil {

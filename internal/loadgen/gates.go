@@ -87,7 +87,7 @@ func gates(ctx context.Context, pool *pgxpool.Pool, w *workload, out io.Writer) 
 	gate(leaked == 0, "every conflicting reuse of a key was refused (%d refused with idempotency_conflict, %d not)", refused, leaked)
 
 	if !w.cfg.crash() {
-		gate(designed == designedOK, "every redemption designed to fail was refused insufficient_points (%d of %d)", designedOK, designed)
+		gate(designed == designedOK, "every redemption and hold designed to fail was refused insufficient_points (%d of %d)", designedOK, designed)
 		gate(unexpected == 0, "every answer was the one the model predicted (%d were not)", unexpected)
 		off, checked, err := modelAgrees(ctx, pool, w)
 		if err != nil {

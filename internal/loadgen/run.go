@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
 
@@ -32,6 +33,10 @@ const (
 	MaxMembers  = 10_000_000
 	MaxOps      = 50_000_000
 	MaxDuration = 2 * time.Hour
+	MaxRate     = 100_000          // open loop: operations per second
+	MaxWait     = 30 * time.Minute // warm-up, pgbench's run and a write's retries
+	MaxScale    = 100              // pgbench -i scale: about 1.5 GB of tables
+	MaxConns    = 500              // the server's pool
 	// maxInFlight bounds the open loop's operations in flight; beyond it arrivals are
 	// dropped and counted.
 	maxInFlight = 4096
@@ -91,10 +96,44 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ops must be 1 to %d", MaxOps)
 	case c.Duration <= 0 || c.Duration > MaxDuration:
 		return fmt.Errorf("duration must be above 0 and at most %s", MaxDuration)
+	case c.Rate < 0 || c.Rate > MaxRate:
+		return fmt.Errorf("rate must be 0 (closed loop) to %d operations per second", MaxRate)
+	case c.Warmup < 0 || c.Warmup > MaxWait, c.PgbenchTime < 0 || c.PgbenchTime > MaxWait, c.RetryFor < 0 || c.RetryFor > MaxWait:
+		return fmt.Errorf("warmup, pgbench and retry-for must be 0 to %s", MaxWait)
+	case c.PgbenchTime > 0 && (c.PgbenchScale < 1 || c.PgbenchScale > MaxScale):
+		return fmt.Errorf("pgbench-scale must be 1 to %d", MaxScale)
+	case c.ServerConns < 1 || c.ServerConns > MaxConns:
+		return fmt.Errorf("server-conns must be 1 to %d", MaxConns)
 	case c.Batch > 1 && c.crash():
 		return errors.New("crash mode sends single requests (batch 1)")
 	case c.PGRestarts > 0 && !c.PrivatePG:
 		return errors.New("restarting PostgreSQL needs --private-pg: the tool never restarts a server it did not start")
+	}
+	if c.AdminURL != "" {
+		return onLoopback(c.AdminURL)
+	}
+	return nil
+}
+
+// onLoopback refuses a PostgreSQL server that is not on this machine: the tool creates and
+// drops databases and loads the server hard, and its figures are only comparable when the
+// server, the database and the tool share one machine.
+func onLoopback(url string) error {
+	cc, err := pgconn.ParseConfig(url)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	hosts := []string{cc.Host}
+	for _, f := range cc.Fallbacks {
+		hosts = append(hosts, f.Host)
+	}
+	for _, h := range hosts {
+		if strings.HasPrefix(h, "/") || h == "localhost" {
+			continue // a Unix socket, or the name of this machine
+		}
+		if ip := net.ParseIP(h); ip == nil || !ip.IsLoopback() {
+			return fmt.Errorf("DATABASE_URL names host %q: the load tool runs only against a PostgreSQL server on loopback (127.0.0.1, ::1, localhost or a Unix socket)", h)
+		}
 	}
 	return nil
 }

@@ -151,7 +151,7 @@ func (s *stats) report(w io.Writer, sum Summary) {
 	}
 	fmt.Fprintf(w, "retries after no answer or a 5xx: %d (%s); operations given up: %d; replays answered: %d\n",
 		s.retries, orNone(strings.Join(causes, ", ")), s.noAnswer, s.replays)
-	fmt.Fprintf(w, "redemptions designed to fail: %d, refused insufficient_points: %d\n", s.designedFail, s.designedFailOK)
+	fmt.Fprintf(w, "redemptions and holds designed to fail: %d, refused insufficient_points: %d\n", s.designedFail, s.designedFailOK)
 }
 
 func orNone(s string) string {

@@ -1,8 +1,9 @@
 // Package loadgen is the load tool behind `coalition bench`: a seeded, reproducible
 // workload of partner requests driven over HTTP against a server it starts on loopback,
 // the correctness gates checked against the database afterwards, pgbench's tpcb-like
-// reference on the same server, and a crash mode. It never talks to anything but
-// 127.0.0.1 and the PostgreSQL server it is given.
+// reference on the same server, and a crash mode. It never talks to anything off this
+// machine: the server it starts listens on 127.0.0.1, and a PostgreSQL server not on
+// loopback is refused.
 package loadgen
 
 import (

@@ -2,7 +2,9 @@ package loadgen
 
 import (
 	"math/rand/v2"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestDistributions(t *testing.T) {
@@ -83,5 +85,49 @@ func TestConnectionStrings(t *testing.T) {
 	}
 	if got := withPoolSize("host=/tmp/x", 8); got != "host=/tmp/x pool_max_conns=8" {
 		t.Errorf("withPoolSize = %q", got)
+	}
+}
+
+// A run is refused before anything is created when it would leave the machine or its
+// bounds; a PostgreSQL host is on loopback when it is an address of it, localhost or a
+// Unix socket.
+func TestValidateKeepsRunsOnLoopbackAndBounded(t *testing.T) {
+	t.Parallel()
+	ok := Config{AdminURL: "postgres://postgres@127.0.0.1:5432/postgres", Database: "bench_1", Partners: 40,
+		Members: 1000, Clients: 8, Batch: 1, Ops: 100, Duration: time.Second, Warmup: time.Second,
+		RetryFor: time.Second, PgbenchTime: time.Second, PgbenchScale: 10, ServerConns: 32}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("a plain run: %v", err)
+	}
+	for _, url := range []string{"postgres://u@localhost/db", "postgres://u@[::1]:5433/db", "host=/var/run/postgresql user=u",
+		"postgres://u@127.0.0.2/db", "postgres://u@127.0.0.1,localhost/db"} {
+		c := ok
+		c.AdminURL = url
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", url, err)
+		}
+	}
+	for _, url := range []string{"postgres://u@db.example.com/db", "postgres://u@10.0.0.5/db", "host=192.168.1.2 user=u",
+		"postgres://u@127.0.0.1,10.0.0.5/db"} {
+		c := ok
+		c.AdminURL = url
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "loopback") {
+			t.Errorf("%s: %v, want a refusal naming loopback", url, err)
+		}
+	}
+	for name, mutate := range map[string]func(*Config){
+		"negative warm-up":    func(c *Config) { c.Warmup = -time.Second },
+		"a day of pgbench":    func(c *Config) { c.PgbenchTime = 24 * time.Hour },
+		"retries for an hour": func(c *Config) { c.RetryFor = time.Hour },
+		"pgbench scale 5000":  func(c *Config) { c.PgbenchScale = 5000 },
+		"no server conns":     func(c *Config) { c.ServerConns = 0 },
+		"a negative rate":     func(c *Config) { c.Rate = -1 },
+		"a rate of 1e9":       func(c *Config) { c.Rate = 1e9 },
+	} {
+		c := ok
+		mutate(&c)
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }
