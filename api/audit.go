@@ -233,7 +233,7 @@ func (s *Server) journal(c echo.Context) error {
 	if v := c.QueryParam("after"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "after must be a journal position, a whole number ≥ 0"))
+			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "after must be a journal position, a whole number ≥ 0").With("field", "after"))
 		}
 		after = n
 	}
@@ -284,7 +284,7 @@ func (s *Server) listCheckpoints(c echo.Context) error {
 	if v := c.QueryParam("after"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "after must be a checkpoint id, a whole number ≥ 0"))
+			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "after must be a checkpoint id, a whole number ≥ 0").With("field", "after"))
 		}
 		after = n
 	}
@@ -401,7 +401,7 @@ func (s *Server) auditLog(c echo.Context) error {
 	if v := c.QueryParam("after"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "after must be an audit event id, a whole number ≥ 0"))
+			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "after must be an audit event id, a whole number ≥ 0").With("field", "after"))
 		}
 		after = n
 	}

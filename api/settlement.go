@@ -1,6 +1,7 @@
 package api
 
 import (
+	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -97,12 +98,17 @@ func (s *Server) getSettlement(c echo.Context) error {
 		return writeError(c, err)
 	}
 	if wantsCSV(c.Request().Header.Get(echo.HeaderAccept)) {
-		c.Response().Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
-		c.Response().Header().Set(echo.HeaderContentDisposition, `attachment; filename="settlement-`+day.String()+`.csv"`)
-		c.Response().WriteHeader(http.StatusOK)
-		return run.WriteCSV(c.Response())
+		return answerCSV(c, "settlement-"+day.String()+".csv", run.WriteCSV)
 	}
 	return c.JSON(http.StatusOK, run)
+}
+
+// answerCSV answers 200 with the CSV that write writes, as a download named file.
+func answerCSV(c echo.Context, file string, write func(io.Writer) error) error {
+	c.Response().Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+	c.Response().Header().Set(echo.HeaderContentDisposition, `attachment; filename="`+file+`"`)
+	c.Response().WriteHeader(http.StatusOK)
+	return write(c.Response())
 }
 
 // wantsCSV reports whether an Accept header prefers CSV to JSON: text/csv with a higher
@@ -173,7 +179,7 @@ func (s *Server) confirmInstruction(c echo.Context) error {
 	return c.JSON(status, pay)
 }
 
-// partnerSettlement answers a partner's own side of a run.
+// partnerSettlement answers a partner's own side of a run: JSON, or CSV as getSettlement.
 func (s *Server) partnerSettlement(c echo.Context) error {
 	if err := knownQuery(c); err != nil {
 		return writeError(c, err)
@@ -190,5 +196,9 @@ func (s *Server) partnerSettlement(c echo.Context) error {
 	if err != nil {
 		return writeError(c, err)
 	}
-	return c.JSON(http.StatusOK, run.For(id))
+	view := run.For(id)
+	if wantsCSV(c.Request().Header.Get(echo.HeaderAccept)) {
+		return answerCSV(c, "settlement-"+day.String()+"-"+id+".csv", view.WriteCSV)
+	}
+	return c.JSON(http.StatusOK, view)
 }

@@ -127,6 +127,28 @@ func TestSettlementOverHTTP(t *testing.T) {
 		t.Fatalf("second confirmation %+v", again)
 	}
 	e.request("POST", "/v1/settlements/"+day+"/instructions/beta/confirm", e.operator, nil).wantError(t, 404, "not_found")
+
+	// The partner's side as CSV, in the report's columns, with the payment's state.
+	res = e.request("GET", "/v1/partners/alpha/settlements/"+day, alpha, nil, "Accept", "text/csv").want(t, 200)
+	if ct, cd := res.Header.Get("Content-Type"), res.Header.Get("Content-Disposition"); !strings.HasPrefix(ct, "text/csv") ||
+		!strings.Contains(cd, "settlement-"+day+"-alpha.csv") {
+		t.Fatalf("content type %q, disposition %q", ct, cd)
+	}
+	if rows, err = csv.NewReader(strings.NewReader(string(res.Body))).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range rows[1:] {
+		got[r[0]+"/"+r[1]+"/"+r[3]] = r[4]
+		if r[1] == "beta" && r[0] == "partner" {
+			t.Errorf("alpha's CSV holds beta's line: %v", r)
+		}
+	}
+	if rows[0][0] != "section" || got["run//business_date"] != day || got["partner/alpha/net"] != "-5.00" ||
+		got["instruction/alpha/paid_by_operator"] != "5.00" || got["payment/alpha/status"] != settlement.PaymentConfirmed ||
+		got["payment/alpha/payment_entry"] != pay.PaymentEntry {
+		t.Fatalf("alpha's side as CSV:\n%s", res.Body)
+	}
 	var list settlementList
 	e.request("GET", "/v1/settlements", e.auditor, nil).want(t, 200).decode(t, &list)
 	if len(list.Settlements) != 1 || list.Settlements[0].Pending != 0 {

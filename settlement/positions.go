@@ -29,7 +29,8 @@ type Exposure struct {
 	// positive (the partner owes). Partners whose legs sum to zero are kept, at zero.
 	Positions map[string]decimal.Decimal
 	// Gross is who owes whom before netting, one row per ordered pair with a positive
-	// amount, sorted by debtor then creditor.
+	// amount, sorted by debtor then creditor. Each leg counts in the direction it was
+	// posted, so a reversed redemption is a row back, which Bilateral cancels.
 	Gross []Obligation
 	// Bilateral is, for each unordered pair, the net of its two gross directions, with the
 	// party that owes the net as Debtor; pairs whose directions cancel are left out.

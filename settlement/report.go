@@ -193,35 +193,56 @@ type csvRow func(section, party, counterparty, measure, value string)
 
 // writeCSV writes the report, and after its instructions what more writes (nil: nothing).
 func (r *Report) writeCSV(w io.Writer, more func(row csvRow)) error {
+	return writeCSVTable(w, func(row csvRow) { r.csvRows(row, more) })
+}
+
+// writeCSVTable writes the header of the reports' CSV table and then the rows of rows.
+func writeCSVTable(w io.Writer, rows func(row csvRow)) error {
 	cw := csv.NewWriter(w)
 	row := func(section, party, counterparty, measure, value string) {
 		_ = cw.Write([]string{section, party, counterparty, measure, value})
 	}
 	row("section", "party", "counterparty", "measure", "value")
+	rows(row)
+	cw.Flush()
+	return cw.Error()
+}
+
+// WriteCSV writes a partner's side in the columns of the run's CSV (Report.WriteCSV): the
+// run's date, currency and cut-off, its line, its gross and bilateral rows, its
+// instruction and the payment's state.
+func (v PartnerView) WriteCSV(w io.Writer) error {
+	return writeCSVTable(w, func(row csvRow) {
+		row("run", "", "", "business_date", v.BusinessDate)
+		row("run", "", "", "currency", v.Currency)
+		row("run", "", "", "cutoff", strconv.FormatInt(v.Cutoff, 10))
+		v.Partner.csvRows(row)
+		obligationRows(row, "gross", v.Gross)
+		obligationRows(row, "bilateral", v.Bilateral)
+		if v.Instruction != nil {
+			v.Instruction.InstructionLine.csvRows(row)
+			v.Instruction.paymentRows(row)
+		}
+	})
+}
+
+// csvRows writes the report's rows, and after its instructions what more writes.
+func (r *Report) csvRows(row csvRow, more func(row csvRow)) {
 	row("run", "", "", "business_date", r.BusinessDate)
 	row("run", "", "", "currency", r.Currency)
 	row("run", "", "", "previous_cutoff", strconv.FormatInt(r.PreviousCutoff, 10))
 	row("run", "", "", "cutoff", strconv.FormatInt(r.Cutoff, 10))
 	row("run", "", "", "entries", strconv.Itoa(r.Entries))
 	for _, l := range r.Late {
-		row("late", "", "", l.BusinessDate, strconv.Itoa(l.Entries))
+		row("late", l.BusinessDate, "", "entries", strconv.Itoa(l.Entries))
 	}
 	for _, p := range r.Partners {
-		for _, m := range [][2]string{
-			{"points_issued", p.PointsIssued}, {"points_redeemed", p.PointsRedeemed}, {"fee_points", p.FeePoints},
-			{"owes", p.Owes}, {"owed_to", p.OwedTo}, {"position", p.Position}, {"fee", p.Fee}, {"net", p.Net},
-		} {
-			row("partner", p.Partner, "", m[0], m[1])
-		}
+		p.csvRows(row)
 	}
-	for _, o := range r.Gross {
-		row("gross", o.Debtor, o.Creditor, "owes", o.Amount)
-	}
-	for _, o := range r.Bilateral {
-		row("bilateral", o.Debtor, o.Creditor, "owes", o.Amount)
-	}
+	obligationRows(row, "gross", r.Gross)
+	obligationRows(row, "bilateral", r.Bilateral)
 	for _, in := range r.Instructions {
-		row("instruction", in.Partner, ledger.OperatorIssuer, string(in.Direction), in.Amount)
+		in.csvRows(row)
 	}
 	if more != nil {
 		more(row)
@@ -233,8 +254,28 @@ func (r *Report) writeCSV(w io.Writer, more func(row csvRow)) error {
 	row("totals", "", "", "fees", t.Fees)
 	row("totals", "", "", "awards", t.Awards)
 	row("totals", "", "", "net", t.Net)
-	cw.Flush()
-	return cw.Error()
+}
+
+// csvRows writes the partner's line, a row per figure.
+func (p PartnerLine) csvRows(row csvRow) {
+	for _, m := range [][2]string{
+		{"points_issued", p.PointsIssued}, {"points_redeemed", p.PointsRedeemed}, {"fee_points", p.FeePoints},
+		{"owes", p.Owes}, {"owed_to", p.OwedTo}, {"position", p.Position}, {"fee", p.Fee}, {"net", p.Net},
+	} {
+		row("partner", p.Partner, "", m[0], m[1])
+	}
+}
+
+// obligationRows writes the rows of a gross or bilateral section.
+func obligationRows(row csvRow, section string, os []ObligationLine) {
+	for _, o := range os {
+		row(section, o.Debtor, o.Creditor, "owes", o.Amount)
+	}
+}
+
+// csvRows writes the instruction.
+func (in InstructionLine) csvRows(row csvRow) {
+	row("instruction", in.Partner, ledger.OperatorIssuer, string(in.Direction), in.Amount)
 }
 
 // WriteTable writes the report for a terminal: the partners' lines, the gross matrix,
@@ -305,16 +346,22 @@ func (r *Report) writeTable(w io.Writer, state func(partner string) string) erro
 // each instruction's payment state: status, and once confirmed when and by which entry.
 func (r *Run) WriteCSV(w io.Writer) error {
 	return r.Report.writeCSV(w, func(row csvRow) {
-		row("run", "", "", "created_at", r.CreatedAt.UTC().Format(time.RFC3339))
+		row("run", "", "", "created_at", r.CreatedAt.UTC().Format(time.RFC3339Nano))
 		row("run", "", "", "created_by", r.CreatedBy)
 		for _, p := range r.Instructions {
-			row("payment", p.Partner, ledger.OperatorIssuer, "status", p.Status)
-			if p.ConfirmedAt != nil {
-				row("payment", p.Partner, ledger.OperatorIssuer, "confirmed_at", p.ConfirmedAt.UTC().Format(time.RFC3339))
-				row("payment", p.Partner, ledger.OperatorIssuer, "payment_entry", p.PaymentEntry)
-			}
+			p.paymentRows(row)
 		}
 	})
+}
+
+// paymentRows writes the state of an instruction's payment: its status, and once
+// confirmed when and by which entry (times as the JSON answer gives them).
+func (p Payment) paymentRows(row csvRow) {
+	row("payment", p.Partner, ledger.OperatorIssuer, "status", p.Status)
+	if p.ConfirmedAt != nil {
+		row("payment", p.Partner, ledger.OperatorIssuer, "confirmed_at", p.ConfirmedAt.UTC().Format(time.RFC3339Nano))
+		row("payment", p.Partner, ledger.OperatorIssuer, "payment_entry", p.PaymentEntry)
+	}
 }
 
 // WriteTable writes the run's report (Report.WriteTable) with each instruction's payment

@@ -340,6 +340,14 @@ func TestLateEntriesGoToTheNextRun(t *testing.T) {
 	if got := payments(run1); !reflect.DeepEqual(got, []string{"shop pay_operator 5.00 pending", "solo pay_operator 1.50 pending"}) {
 		t.Fatalf("run of day 1 instructions %v", got)
 	}
+	// In the CSV the late day is the row's party and its count a measure like any other.
+	var csvOut strings.Builder
+	if err := run1.WriteCSV(&csvOut); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(csvOut.String(), "\nlate,2026-06-10,,entries,1\n") {
+		t.Fatalf("the late row in the CSV:\n%s", csvOut.String())
+	}
 	for _, d := range []settlement.Day{day0, day1} {
 		if c, err := f.runs.Check(ctx, d); err != nil || !c.Matches {
 			t.Fatalf("check %s: %+v %v", d, c, err)
