@@ -79,7 +79,7 @@ func (s *Server) trialBalance(c echo.Context) error {
 		}
 	case c.QueryParam("position") != "":
 		if pos, err = strconv.ParseInt(c.QueryParam("position"), 10, 64); err != nil || pos < 1 {
-			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "position must be a journal position, a whole number ≥ 1"))
+			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "position must be a journal position, a whole number ≥ 1").With("field", "position"))
 		}
 	}
 	partner := c.QueryParam("partner")
@@ -229,13 +229,10 @@ func (s *Server) journal(c echo.Context) error {
 		return writeError(c, err)
 	}
 	ctx := c.Request().Context()
-	after, limit := int64(0), defaultJournalPage
-	if v := c.QueryParam("after"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "after must be a journal position, a whole number ≥ 0").With("field", "after"))
-		}
-		after = n
+	limit := defaultJournalPage
+	after, err := afterParam(c, "a journal position")
+	if err != nil {
+		return writeError(c, err)
 	}
 	if v := c.QueryParam("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -280,13 +277,9 @@ func (s *Server) listCheckpoints(c echo.Context) error {
 	if err := knownQuery(c, "after"); err != nil {
 		return writeError(c, err)
 	}
-	var after int64
-	if v := c.QueryParam("after"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "after must be a checkpoint id, a whole number ≥ 0").With("field", "after"))
-		}
-		after = n
+	after, err := afterParam(c, "a checkpoint id")
+	if err != nil {
+		return writeError(c, err)
 	}
 	cps, err := audit.Checkpoints(c.Request().Context(), s.cfg.Ledger.Pool(), after, audit.MaxCheckpoints)
 	if err != nil {
@@ -397,13 +390,10 @@ func (s *Server) auditLog(c echo.Context) error {
 	if err := knownQuery(c, "after", "limit", "action"); err != nil {
 		return writeError(c, err)
 	}
-	after, limit := int64(0), 100
-	if v := c.QueryParam("after"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return writeError(c, ledger.Errorf(ledger.CodeInvalid, "after must be an audit event id, a whole number ≥ 0").With("field", "after"))
-		}
-		after = n
+	limit := 100
+	after, err := afterParam(c, "an audit event id")
+	if err != nil {
+		return writeError(c, err)
 	}
 	if v := c.QueryParam("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -427,4 +417,18 @@ func (s *Server) auditLog(c echo.Context) error {
 func actorOf(c echo.Context) string {
 	p := principal(c)
 	return "key:" + p.KeyID + " (" + string(p.Role) + ")"
+}
+
+// afterParam reads the query's after, where a page starts: what names the thing it
+// counts ("a journal position"). Absent, it is 0, the start.
+func afterParam(c echo.Context, what string) (int64, error) {
+	v := c.QueryParam("after")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, ledger.Errorf(ledger.CodeInvalid, "after must be %s, a whole number ≥ 0", what).With("field", "after")
+	}
+	return n, nil
 }

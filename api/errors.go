@@ -32,9 +32,14 @@ const (
 	// Idempotency-Key (503).
 	CodeTimeout ledger.Code = "timeout"
 	// CodeClientClosed: the client went away before its answer (503, which nobody reads):
-	// kept apart from internal so that the log and the metrics do not call it a failure.
+	// kept apart from internal so that the log does not call it a failure, and counted in
+	// the requests metric under nginx's 499 rather than as a 5xx.
 	CodeClientClosed ledger.Code = "client_closed"
 )
+
+// statusClientClosed is the status the requests metric counts a client_closed request
+// under (nginx's "client closed request").
+const statusClientClosed = 499
 
 // codeStatus is the status of the codes whose status is not their class's: the HTTP
 // layer's own, and the domain codes that ledger.Code.Class does not know.

@@ -159,6 +159,10 @@ func TestInternalErrors(t *testing.T) {
 	if logged := e.logs.FilterField(zap.String("request_id", res.Header.Get(HeaderRequestID))).All(); len(logged) != 1 || logged[0].Level != zap.InfoLevel {
 		t.Errorf("a request the client abandoned was logged as %+v, want one info line", logged)
 	}
+	if metrics := string(e.request("GET", "/metrics", "", nil).want(t, 200).Body); !strings.Contains(metrics,
+		`status="499"} 1`) {
+		t.Errorf("the abandoned request is not counted under 499:\n%s", metrics)
+	}
 	// The server still answers after a panic.
 	e.request("GET", "/healthz", "", nil).want(t, 200)
 }

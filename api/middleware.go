@@ -109,9 +109,13 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			route = routeUnmatched
 		}
 		status := res.Status
-		s.metrics.requests.WithLabelValues(req.Method, route, strconv.Itoa(status)).Inc()
-		s.metrics.duration.WithLabelValues(req.Method, route).Observe(elapsed.Seconds())
 		code, _ := c.Get(ctxErrorCode).(string)
+		counted := status
+		if code == string(CodeClientClosed) {
+			counted = statusClientClosed // nobody read the 503: not a failure to alert on
+		}
+		s.metrics.requests.WithLabelValues(req.Method, route, strconv.Itoa(counted)).Inc()
+		s.metrics.duration.WithLabelValues(req.Method, route).Observe(elapsed.Seconds())
 		if code != "" {
 			s.metrics.errors.WithLabelValues(code).Inc()
 		}

@@ -758,8 +758,8 @@ func (s *Server) batch(c echo.Context) error {
 	if slices.ContainsFunc(answers, func(a batchAnswer) bool { return a.Status >= http.StatusInternalServerError }) {
 		c.Set(ctxHolds5xx, true) // a batch key keeps no answer that a retry must not repeat
 	}
-	if slices.ContainsFunc(answers, func(a batchAnswer) bool { return a.Status == http.StatusServiceUnavailable }) {
-		c.Response().Header().Set(echo.HeaderRetryAfter, retryAfterSeconds) // an item was turned away for now
+	if slices.ContainsFunc(answers, batchAnswer.retryLater) {
+		c.Response().Header().Set(echo.HeaderRetryAfter, retryAfterSeconds) // an item is to be sent again
 	}
 	return c.JSON(http.StatusOK, map[string]any{"items": answers})
 }
@@ -887,6 +887,13 @@ func (s *Server) runItem(c echo.Context, r partners.Request, body []byte, op ope
 		return a
 	}
 	return batchAnswer{Status: status, Body: answer, Replayed: replayed}
+}
+
+// retryLater reports whether the item's answer asks for it to be sent again after a
+// pause, as the same answer to a request alone would with Retry-After.
+func (a batchAnswer) retryLater() bool {
+	r, ok := a.Body.(errorResponse)
+	return ok && retryLater(r.Error.Code)
 }
 
 // errorAnswer is an item's answer to err, marked replayed when err is a stored refusal

@@ -16,7 +16,8 @@ import (
 // (503).
 const CodeOverloaded ledger.Code = "overloaded"
 
-// retryAfterSeconds is the Retry-After of an overloaded answer.
+// retryAfterSeconds is the Retry-After of an answer that asks for a retry (retryLater),
+// and of a /batch answer holding one.
 const retryAfterSeconds = "1"
 
 // startWriter gives the service the group-commit writer: the configured one, or one the

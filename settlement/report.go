@@ -267,8 +267,8 @@ func (p PartnerLine) csvRows(row csvRow) {
 }
 
 // obligationRows writes the rows of a gross or bilateral section.
-func obligationRows(row csvRow, section string, os []ObligationLine) {
-	for _, o := range os {
+func obligationRows(row csvRow, section string, lines []ObligationLine) {
+	for _, o := range lines {
 		row(section, o.Debtor, o.Creditor, "owes", o.Amount)
 	}
 }

@@ -37,6 +37,7 @@ const (
 	MaxWait     = 30 * time.Minute // warm-up, pgbench's run and a write's retries
 	MaxScale    = 100              // pgbench -i scale: about 1.5 GB of tables
 	MaxConns    = 500              // the server's pool
+	MaxCrashes  = 100              // crash mode: server kills, and PostgreSQL restarts
 	// maxInFlight bounds the open loop's operations in flight; beyond it arrivals are
 	// dropped and counted.
 	maxInFlight = 4096
@@ -96,7 +97,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ops must be 1 to %d", MaxOps)
 	case c.Duration <= 0 || c.Duration > MaxDuration:
 		return fmt.Errorf("duration must be above 0 and at most %s", MaxDuration)
-	case c.Rate < 0 || c.Rate > MaxRate:
+	case !(c.Rate >= 0 && c.Rate <= MaxRate): // NaN too
 		return fmt.Errorf("rate must be 0 (closed loop) to %d operations per second", MaxRate)
 	case c.Warmup < 0 || c.Warmup > MaxWait, c.PgbenchTime < 0 || c.PgbenchTime > MaxWait, c.RetryFor < 0 || c.RetryFor > MaxWait:
 		return fmt.Errorf("warmup, pgbench and retry-for must be 0 to %s", MaxWait)
@@ -104,6 +105,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("pgbench-scale must be 1 to %d", MaxScale)
 	case c.ServerConns < 1 || c.ServerConns > MaxConns:
 		return fmt.Errorf("server-conns must be 1 to %d", MaxConns)
+	case c.ServerKills < 0 || c.ServerKills > MaxCrashes, c.PGRestarts < 0 || c.PGRestarts > MaxCrashes:
+		return fmt.Errorf("kill-server and restart-pg must be 0 to %d", MaxCrashes)
 	case c.Batch > 1 && c.crash():
 		return errors.New("crash mode sends single requests (batch 1)")
 	case c.PGRestarts > 0 && !c.PrivatePG:
@@ -119,6 +122,10 @@ func (c Config) Validate() error {
 // drops databases and loads the server hard, and its figures are only comparable when the
 // server, the database and the tool share one machine.
 func onLoopback(url string) error {
+	if os.Getenv("PGHOSTADDR") != "" {
+		// pgbench would connect to it, whatever host the URL names; pgx ignores it.
+		return errors.New("unset PGHOSTADDR: the load tool checks the host DATABASE_URL names, and pgbench would go to PGHOSTADDR instead")
+	}
 	cc, err := pgconn.ParseConfig(url)
 	if err != nil {
 		return fmt.Errorf("DATABASE_URL: %w", err)
@@ -128,7 +135,7 @@ func onLoopback(url string) error {
 		hosts = append(hosts, f.Host)
 	}
 	for _, h := range hosts {
-		if strings.HasPrefix(h, "/") || h == "localhost" {
+		if strings.HasPrefix(h, "/") || strings.EqualFold(h, "localhost") {
 			continue // a Unix socket, or the name of this machine
 		}
 		if ip := net.ParseIP(h); ip == nil || !ip.IsLoopback() {

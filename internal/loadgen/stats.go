@@ -30,7 +30,7 @@ type stats struct {
 	retryChecked      int
 	conflictsRefused  int // same key, other body: 409 idempotency_conflict
 	conflictsAccepted int // ... anything else
-	designedFail      int // redemptions sized above the balance
+	designedFail      int // redemptions and holds sized above the balance
 	designedFailOK    int // ... refused with insufficient_points
 	unexpected        int // an answer the model did not predict
 	unexpectedSamples []string

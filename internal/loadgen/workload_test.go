@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -99,7 +100,7 @@ func TestValidateKeepsRunsOnLoopbackAndBounded(t *testing.T) {
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("a plain run: %v", err)
 	}
-	for _, url := range []string{"postgres://u@localhost/db", "postgres://u@[::1]:5433/db", "host=/var/run/postgresql user=u",
+	for _, url := range []string{"postgres://u@localhost/db", "postgres://u@LOCALHOST/db", "postgres://u@[::1]:5433/db", "host=/var/run/postgresql user=u",
 		"postgres://u@127.0.0.2/db", "postgres://u@127.0.0.1,localhost/db"} {
 		c := ok
 		c.AdminURL = url
@@ -123,6 +124,9 @@ func TestValidateKeepsRunsOnLoopbackAndBounded(t *testing.T) {
 		"no server conns":     func(c *Config) { c.ServerConns = 0 },
 		"a negative rate":     func(c *Config) { c.Rate = -1 },
 		"a rate of 1e9":       func(c *Config) { c.Rate = 1e9 },
+		"a rate of NaN":       func(c *Config) { c.Rate = math.NaN() },
+		"-2 restarts":         func(c *Config) { c.ServerKills, c.PGRestarts, c.PrivatePG = 1, -2, true },
+		"1,000 kills":         func(c *Config) { c.ServerKills = 1000 },
 	} {
 		c := ok
 		mutate(&c)
