@@ -118,6 +118,9 @@ func init() {
 			body: func(m *matrix) string {
 				return fmt.Sprintf(`{"items": [{"type": "earn", "idempotency_key": "b-%d", "body": {"member": {"card": %q}, "amount": "1.00", "currency": "USD"}}]}`, m.next(), card(m))
 			}, want: [principalCount]int{200, 403, 200, 403, 401}},
+		accessRow{route: "GET /v1/partners/:partner/holds/:hold",
+			path: func(m *matrix) string { return "/v1/partners/alpha/holds/" + m.hold() },
+			want: [principalCount]int{200, 200, 200, 403, 401}},
 		accessRow{route: "GET /v1/partners/:partner/members/:member",
 			path: func(m *matrix) string { return "/v1/partners/alpha/members/" + m.member() },
 			want: [principalCount]int{200, 200, 200, 403, 401}},

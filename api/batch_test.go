@@ -351,6 +351,11 @@ func TestBatchWithAKeyOfItsOwn(t *testing.T) {
 	e.post("/v1/partners/fuelco/batch", e.fuel, "batch-1", map[string]any{"items": other}).wantError(t, http.StatusConflict, "idempotency_conflict")
 	// Another partner's key may not use the route at all, key or no key.
 	e.post("/v1/partners/fuelco/batch", e.grocer, "batch-1", map[string]any{"items": items}).wantError(t, http.StatusForbidden, "forbidden")
+	// A key names one request whatever the route: the batch's key on an earn, or an
+	// item's key (which is also an earn's) on a batch, is a 409 and posts nothing.
+	e.post("/v1/partners/fuelco/earns", e.fuel, "batch-1", map[string]any{"member": map[string]string{"card": "q-2"},
+		"amount": "10.00", "currency": "USD"}).wantError(t, http.StatusConflict, "idempotency_conflict")
+	e.post("/v1/partners/fuelco/batch", e.fuel, "k-1", map[string]any{"items": other}).wantError(t, http.StatusConflict, "idempotency_conflict")
 	if now, _ := e.ledger.Head(ctx); now.Position != head.Position {
 		t.Fatalf("the head moved from %d to %d", head.Position, now.Position)
 	}

@@ -12,13 +12,15 @@ import (
 	"github.com/coalitionledger/coalition/partners"
 )
 
-// answerScope keeps the operator's and each partner's keys apart, and apart from the
-// engine's own keys (no partner id has a colon).
+// answerScope is the scope of the keys a principal sends: its partner's, the one its
+// journal writes are kept under too, so that one key names one request whichever route
+// it was sent to (a key of an earn reused on a /batch is a 409, not a second posting);
+// the operator's keys are the reserved issuer's, as its awards are.
 func answerScope(p partners.Principal) string {
 	if p.Role == partners.RolePartner {
-		return "api:" + p.Partner
+		return p.Partner
 	}
-	return "api:operator"
+	return ledger.OperatorIssuer
 }
 
 // idempotentWrite makes a write that is not a journal entry (a partner, a contract

@@ -31,6 +31,7 @@ func (s *Server) registerPartnerRoutes(g *echo.Group) {
 	g.POST("/reversals", s.partnerWrite(s.reverse))
 	g.POST("/batch", s.batch, partnerWriter, s.idempotentWrite) // items carry their own keys; the batch's is optional
 	g.GET("/members/:member", s.member)
+	g.GET("/holds/:hold", s.getHold)
 	g.GET("/entries", s.entriesByReference)
 }
 
@@ -934,6 +935,53 @@ func (s *Server) member(c echo.Context) error {
 		return writeError(c, err)
 	}
 	return c.JSON(http.StatusOK, v)
+}
+
+// holdAnswer is a hold as its partner reads it: what it reserves, its state, the entry
+// that made it and the entries that settled it.
+type holdAnswer struct {
+	partners.HoldView
+	Partner string             `json:"partner"`
+	Member  memberID           `json:"member"`
+	Entry   partners.EntryRef  `json:"entry"`
+	Expired bool               `json:"expired"` // past expires_at: it can only be voided, or wait for the timeout job
+	Settled []ledger.HoldEvent `json:"settled_by"`
+}
+
+// memberID names a member in an answer that shows nothing else of it.
+type memberID struct {
+	ID string `json:"id"`
+}
+
+// getHold answers one of a partner's holds; another partner's is not found.
+func (s *Server) getHold(c echo.Context) error {
+	partner := c.Param("partner")
+	if err := s.authorisePartnerRead(c, partner); err != nil {
+		return writeError(c, err)
+	}
+	if err := knownQuery(c); err != nil {
+		return writeError(c, err)
+	}
+	ctx := c.Request().Context()
+	h, err := s.cfg.Ledger.Hold(ctx, c.Param("hold"))
+	if err == nil && h.Partner != partner {
+		err = ledger.Errorf(ledger.CodeNotFound, "hold %s does not exist", c.Param("hold"))
+	}
+	if err != nil {
+		return writeError(c, err)
+	}
+	events, err := s.cfg.Ledger.HoldEvents(ctx, h)
+	if err != nil {
+		return writeError(c, err)
+	}
+	if events == nil {
+		events = []ledger.HoldEvent{}
+	}
+	return c.JSON(http.StatusOK, holdAnswer{
+		HoldView: partners.HoldView{ID: h.ID, Points: h.Points, Held: h.Held, Status: h.Status, ExpiresAt: h.ExpiresAt},
+		Partner:  h.Partner, Member: memberID{h.Member}, Entry: partners.EntryRef{ID: h.Entry, Position: h.Position},
+		Expired: h.Expired(s.cfg.Ledger.Now()), Settled: events,
+	})
 }
 
 // entryList is the answer listing a partner's entries.

@@ -484,6 +484,37 @@ func TestHoldsAreNamedByTheirReference(t *testing.T) {
 	if err != nil || len(tail) != 1 || tail[0].Kind != ledger.EntryVoid || !strings.Contains(string(tail[0].Metadata), h.Hold.ID) {
 		t.Fatalf("the timeout's void: %+v %v", tail, err)
 	}
+
+	// A partner reads its hold: its state, and what settled it (here the timeout job).
+	type holdRead struct {
+		ID, Partner, Points, Held, Status string
+		Expired                           bool
+		Member                            struct{ ID string }
+		Entry                             struct{ ID string }
+		SettledBy                         []struct{ Entry, Kind, Partner string } `json:"settled_by"`
+	}
+	var got holdRead
+	e.request(http.MethodGet, "/v1/partners/grocer/holds/"+h.Hold.ID, e.grocer, nil).want(t, http.StatusOK).decode(t, &got)
+	if got.ID != h.Hold.ID || got.Status != "voided" || got.Points != "10" || got.Held != "0" || got.Expired ||
+		len(got.SettledBy) != 1 || got.SettledBy[0].Kind != "void" || got.SettledBy[0].Partner != ledger.OperatorIssuer ||
+		got.SettledBy[0].Entry != tail[0].ID {
+		t.Fatalf("the timed-out hold, read: %+v", got)
+	}
+	// An open hold past its expiry says so; another partner's hold is not found, and an
+	// auditor may read it.
+	e.post("/v1/partners/grocer/holds", e.grocer, "h-4", map[string]any{"member": member, "points": "10", "purchase_amount": "1000.00", "expires_in": 1}).
+		want(t, http.StatusCreated).decode(t, &h)
+	e.request(http.MethodGet, "/v1/partners/grocer/holds/"+h.Hold.ID, e.auditor, nil).want(t, http.StatusOK).decode(t, &got)
+	if got.Status != "open" || got.Expired || len(got.SettledBy) != 0 || got.Member.ID == "" {
+		t.Fatalf("an open hold, read: %+v", got)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	e.request(http.MethodGet, "/v1/partners/grocer/holds/"+h.Hold.ID, e.grocer, nil).want(t, http.StatusOK).decode(t, &got)
+	if got.Status != "open" || !got.Expired {
+		t.Fatalf("an open hold past its expiry, read: %+v", got)
+	}
+	e.request(http.MethodGet, "/v1/partners/fuelco/holds/"+h.Hold.ID, e.fuel, nil).wantError(t, http.StatusNotFound, "not_found")
+	e.request(http.MethodGet, "/v1/partners/grocer/holds/"+h.Hold.ID, e.fuel, nil).wantError(t, http.StatusForbidden, "forbidden")
 	if err := e.ledger.VerifyChain(ctx, nil); err != nil {
 		t.Fatal(err)
 	}

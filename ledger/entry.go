@@ -254,6 +254,10 @@ type Hold struct {
 	Status    string          `json:"status"`
 }
 
+// Expired reports whether the hold is open past its expiry at now: it can then only be
+// voided, by its partner or by the timeout job.
+func (h *Hold) Expired(now time.Time) bool { return h.Status == HoldOpen && now.After(h.ExpiresAt) }
+
 // Hold statuses.
 const (
 	HoldOpen     = "open"

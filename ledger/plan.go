@@ -666,7 +666,7 @@ func (b *books) planCapture(p *planned, m *memberState, op Capture) *Error {
 	if err != nil {
 		return err
 	}
-	if p.entry.BusinessTime.After(h.ExpiresAt) || b.now.After(h.ExpiresAt) {
+	if p.entry.BusinessTime.After(h.ExpiresAt) || h.Expired(b.now) {
 		return Errorf(CodeHoldExpired, "hold %s expired at %s: it can only be voided", h.ID, h.ExpiresAt.Format(time.RFC3339))
 	}
 	points := op.Points

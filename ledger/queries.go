@@ -332,6 +332,34 @@ func (l *Ledger) Hold(ctx context.Context, id string) (*Hold, error) {
 	return &h, nil
 }
 
+// HoldEvent is an entry that settled a hold: its capture, or its void (the partner's or
+// the timeout job's).
+type HoldEvent struct {
+	Entry      string    `json:"entry"`
+	Position   int64     `json:"position"`
+	Kind       EntryKind `json:"kind"`
+	Partner    string    `json:"partner"` // the hold's partner, or operator for the timeout job
+	RecordedAt time.Time `json:"recorded_at"`
+}
+
+// HoldEvents returns the entries that settled h, in journal order: those after it of its
+// member that name it in their metadata (HoldMetadata), read by the member's index.
+// Captures and voids posted before their metadata named the hold are not found.
+func (l *Ledger) HoldEvents(ctx context.Context, h *Hold) ([]HoldEvent, error) {
+	rows, err := l.pool.Query(ctx, `SELECT id, position, kind, partner_id, recorded_at FROM entries
+		WHERE member_id = $1 AND position > $2 AND kind IN ('capture', 'void') AND metadata->>'hold' = $3
+		ORDER BY position`, h.Member, h.Position, h.ID)
+	if err != nil {
+		return nil, fmt.Errorf("entries of hold %s: %w", h.ID, err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (HoldEvent, error) {
+		var ev HoldEvent
+		err := r.Scan(&ev.Entry, &ev.Position, &ev.Kind, &ev.Partner, &ev.RecordedAt)
+		ev.RecordedAt = ev.RecordedAt.UTC()
+		return ev, err
+	})
+}
+
 // OpenHoldsExpiredBy returns up to limit open holds whose expiry is at or before t.
 func (l *Ledger) OpenHoldsExpiredBy(ctx context.Context, t time.Time, limit int) ([]Hold, error) {
 	rows, err := l.pool.Query(ctx, `SELECT `+holdColumns+` FROM holds

@@ -55,6 +55,9 @@ func New(pool *pgxpool.Pool, opts ...Option) *Ledger {
 // post.
 func (l *Ledger) ObserveTerms(observe func(version int64)) { l.onTerms.Store(&observe) }
 
+// Now is the ledger's time (its clock, WithClock).
+func (l *Ledger) Now() time.Time { return l.clock() }
+
 // Window returns how far from now the ledger lets business times lie.
 func (l *Ledger) Window() Window { return l.window }
 
