@@ -44,6 +44,10 @@ func bench(ctx context.Context, fs *flag.FlagSet, args []string, dbURL *string, 
 	cfg.AdminURL = *dbURL
 	if cfg.PrivatePG {
 		cfg.AdminURL = ""
+		if cfg.PgbenchTime > 0 {
+			// pgbench's figure is only comparable on the server the figures of record use.
+			progress("--private-pg: no pgbench reference (it runs only beside DATABASE_URL's server)")
+		}
 		cfg.PgbenchTime = 0
 	}
 	dists := map[string]float64{"uniform": 0}
@@ -78,6 +82,14 @@ func bench(ctx context.Context, fs *flag.FlagSet, args []string, dbURL *string, 
 		return err
 	}
 	cfg.Exe = exe
-	err = loadgen.Run(ctx, cfg, stdout)
-	return err
+	if err := cfg.Validate(); err != nil {
+		return usageError{err.Error()}
+	}
+	if err := loadgen.Run(ctx, cfg, stdout); err != nil {
+		return err
+	}
+	if cfg.Keep {
+		progress("kept database %s", cfg.Database)
+	}
+	return nil
 }

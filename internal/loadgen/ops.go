@@ -420,14 +420,15 @@ func (w *workload) batch(ctx context.Context, r *rand.Rand, stream uint64, seq *
 			planned[it.member] = bal
 			req.Items = append(req.Items, batchItem{Type: "redemption", IdempotencyKey: it.key,
 				Body: fmt.Appendf(nil, `{"member":{"card":"%s"},"points":"%d","reference":"%s"}`, card(it.member), pts, it.key)})
+			w.count(OpRedeem)
 			continue
 		}
 		it.redeem = false
 		planned[it.member] = bal
 		req.Items = append(req.Items, batchItem{Type: "earn", IdempotencyKey: it.key, Body: earnBody(r, it.member, it.key)})
+		w.count(OpEarn)
 	}
 	body, _ := json.Marshal(req)
-	w.count(OpEarn)
 	start := time.Now()
 	a := w.c.send(ctx, http.MethodPost, p, "/v1/partners/"+p+"/batch", "", body)
 	w.stats.answered(a, time.Since(start))

@@ -30,6 +30,7 @@ type stats struct {
 	retryChecked      int
 	conflictsRefused  int // same key, other body: 409 idempotency_conflict
 	conflictsAccepted int // ... anything else
+	dropped           int // open loop: arrivals not sent, the operations in flight at their bound
 	designedFail      int // redemptions and holds sized above the balance
 	designedFailOK    int // ... refused with insufficient_points
 	unexpected        int // an answer the model did not predict
@@ -139,7 +140,11 @@ func (s *stats) report(w io.Writer, sum Summary) {
 			ops = append(ops, fmt.Sprintf("%s %d", k, s.ops[k]))
 		}
 	}
-	fmt.Fprintf(w, "operations: %s (%d had nothing to act on and ran as earns)\n", strings.Join(ops, ", "), s.substituted)
+	subs := ""
+	if s.substituted > 0 {
+		subs = fmt.Sprintf(" (%d had nothing to act on and ran as earns)", s.substituted)
+	}
+	fmt.Fprintf(w, "operations: %s%s\n", strings.Join(ops, ", "), subs)
 	var codes []string
 	for _, c := range sortedKeys(s.codes) {
 		codes = append(codes, fmt.Sprintf("%s %d", c, s.codes[c]))
@@ -152,6 +157,9 @@ func (s *stats) report(w io.Writer, sum Summary) {
 	fmt.Fprintf(w, "retries after no answer or a 5xx: %d (%s); operations given up: %d; replays answered: %d\n",
 		s.retries, orNone(strings.Join(causes, ", ")), s.noAnswer, s.replays)
 	fmt.Fprintf(w, "redemptions and holds designed to fail: %d, refused insufficient_points: %d\n", s.designedFail, s.designedFailOK)
+	if s.dropped > 0 {
+		fmt.Fprintf(w, "open loop fell behind: %d arrivals dropped (at most %d operations in flight); the rate above is what the server sustained\n", s.dropped, maxInFlight)
+	}
 }
 
 func orNone(s string) string {

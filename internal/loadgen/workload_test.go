@@ -127,6 +127,7 @@ func TestValidateKeepsRunsOnLoopbackAndBounded(t *testing.T) {
 		"a rate of NaN":       func(c *Config) { c.Rate = math.NaN() },
 		"-2 restarts":         func(c *Config) { c.ServerKills, c.PGRestarts, c.PrivatePG = 1, -2, true },
 		"1,000 kills":         func(c *Config) { c.ServerKills = 1000 },
+		"pgbench for 500ms":   func(c *Config) { c.PgbenchTime = 500 * time.Millisecond },
 	} {
 		c := ok
 		mutate(&c)
