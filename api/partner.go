@@ -710,8 +710,13 @@ func (s *Server) batch(c echo.Context) error {
 			answers[i] = errorAnswer(ledger.Errorf(ledger.CodeInvalid, "item type %q is not one of earn, redemption, hold, capture, void, reversal", item.Type).With("field", "type"))
 			continue
 		}
-		if item.IdempotencyKey == "" || len(item.IdempotencyKey) > ledger.MaxTextLength {
+		if item.IdempotencyKey == "" {
 			answers[i] = errorAnswer(ledger.Errorf(CodeIdempotencyKeyRequired, "every item needs its own idempotency_key (1 to %d bytes)", ledger.MaxTextLength).With("field", "idempotency_key"))
+			continue
+		}
+		if len(item.IdempotencyKey) > ledger.MaxTextLength {
+			// As the header would be answered on the item's request alone.
+			answers[i] = errorAnswer(ledger.Errorf(ledger.CodeInvalid, "idempotency_key is limited to %d bytes", ledger.MaxTextLength).With("field", "idempotency_key"))
 			continue
 		}
 		if (item.Type == "capture" || item.Type == "void") && item.Hold == "" {

@@ -30,11 +30,11 @@ func DuplicateReference(partner string, kind EntryKind, reference string) *Error
 // lie any distance in the past.
 func (w Window) Check(businessTime, now time.Time, imported bool) *Error {
 	if !imported && businessTime.Before(now.Add(-w.Past)) {
-		return Errorf(CodeBusinessTime, "business time %s is more than %s in the past", businessTime.UTC().Format(time.RFC3339), w.Past).
+		return Errorf(CodeBusinessTime, "business time %s is more than %s in the past", businessTime.UTC().Format(time.RFC3339), Span(w.Past)).
 			With("field", "business_time")
 	}
 	if businessTime.After(now.Add(w.Future)) {
-		return Errorf(CodeBusinessTime, "business time %s is more than %s in the future", businessTime.UTC().Format(time.RFC3339), w.Future).
+		return Errorf(CodeBusinessTime, "business time %s is more than %s in the future", businessTime.UTC().Format(time.RFC3339), Span(w.Future)).
 			With("field", "business_time")
 	}
 	return nil

@@ -103,6 +103,20 @@ func Count[N int | int32 | int64](n N, one, many string) string {
 	return fmt.Sprintf("%d %s", n, many)
 }
 
+// Span writes a duration for messages in the largest whole unit it fills: "7 days",
+// "5 minutes", "90 seconds" (not Go's "168h0m0s").
+func Span(d time.Duration) string {
+	for _, u := range []struct {
+		size      time.Duration
+		one, many string
+	}{{24 * time.Hour, "day", "days"}, {time.Hour, "hour", "hours"}, {time.Minute, "minute", "minutes"}, {time.Second, "second", "seconds"}} {
+		if d >= u.size && d%u.size == 0 {
+			return Count(int64(d/u.size), u.one, u.many)
+		}
+	}
+	return d.String()
+}
+
 // RoundHalfUp rounds a non-negative amount half up to scale decimals.
 func RoundHalfUp(d decimal.Decimal, scale int32) decimal.Decimal {
 	return d.Round(scale)

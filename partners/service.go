@@ -681,7 +681,7 @@ func (s *Service) Hold(ctx context.Context, r Request, in HoldInput) (*HoldResul
 		expiresIn = s.HoldDefault
 	}
 	if expiresIn < 0 || expiresIn > s.HoldMax {
-		return nil, ledger.Errorf(ledger.CodeInvalid, "expires_in must be between 1 second and %s", s.HoldMax).With("field", "expires_in")
+		return nil, ledger.Errorf(ledger.CodeInvalid, "expires_in must be 1 to %d seconds (%s)", int64(s.HoldMax/time.Second), ledger.Span(s.HoldMax)).With("field", "expires_in")
 	}
 	return repriced(ctx, r, func(r Request) (*HoldResult, error) {
 		// A hold is priced as the redemption its capture will be, and reserves instead.
