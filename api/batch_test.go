@@ -348,7 +348,9 @@ func TestBatchWithAKeyOfItsOwn(t *testing.T) {
 		t.Fatalf("the batch's retry: %v %s, first %s", again.Header, again.Body, first.Body)
 	}
 	other := []batchItem{fuelEarn("k-2", map[string]string{"card": "q-1"}, "100.00")}
-	e.post("/v1/partners/fuelco/batch", e.fuel, "batch-1", map[string]any{"items": other}).wantError(t, http.StatusConflict, "idempotency_conflict")
+	if got := e.post("/v1/partners/fuelco/batch", e.fuel, "batch-1", map[string]any{"items": other}).wantError(t, http.StatusConflict, "idempotency_conflict"); got.Details["idempotency_key"] != "batch-1" || !strings.Contains(got.Message, "new key") {
+		t.Errorf("the conflict does not name its key or say how to go on: %+v", got)
+	}
 	// Another partner's key may not use the route at all, key or no key.
 	e.post("/v1/partners/fuelco/batch", e.grocer, "batch-1", map[string]any{"items": items}).wantError(t, http.StatusForbidden, "forbidden")
 	// A key names one request whatever the route: the batch's key on an earn, or an

@@ -115,6 +115,16 @@ func TestPartialCaptureKeepsTheRedemptionRules(t *testing.T) {
 	capture := "/v1/partners/electro/holds/" + h.Hold.ID + "/capture"
 	e.post(capture, electro, "c-1", map[string]string{"points": "50"}).wantError(t, http.StatusUnprocessableEntity, "below_min_redeem")
 	e.post(capture, electro, "c-2", map[string]string{"points": "120"}).wantError(t, http.StatusUnprocessableEntity, "not_a_redeem_step")
+	// A redemption below the minimum names the field that asked for too little.
+	for body, field := range map[string]map[string]any{
+		"points": {"member": member, "points": "50", "reference": "r-min-1"},
+		"value":  {"member": member, "value": "0.20", "reference": "r-min-2"},
+	} {
+		got := e.post("/v1/partners/electro/redemptions", electro, "r-"+body, field).wantError(t, http.StatusUnprocessableEntity, "below_min_redeem")
+		if got.Details["field"] != body {
+			t.Errorf("below_min_redeem by %s: details %v", body, got.Details)
+		}
+	}
 	var c struct{ Points string }
 	e.post(capture, electro, "c-3", map[string]string{"points": "150"}).want(t, http.StatusCreated).decode(t, &c)
 	if c.Points != "150" {

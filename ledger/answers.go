@@ -156,11 +156,11 @@ func (l *Ledger) LookupAnswer(ctx context.Context, scope, key string, hash []byt
 
 func decodeAnswer(sk storedKey, hash []byte, key string) (*Answer, error) {
 	if string(sk.hash) != string(hash) {
-		return nil, Errorf(CodeIdempotencyConflict, "idempotency key %q was already used for a different request", key)
+		return nil, keyConflict(key, "a different request")
 	}
 	var a Answer
 	if err := json.Unmarshal(sk.result, &a); err != nil || a.Status == 0 {
-		return nil, Errorf(CodeIdempotencyConflict, "idempotency key %q was already used for another kind of request", key)
+		return nil, keyConflict(key, "another kind of request")
 	}
 	return &a, nil
 }
@@ -176,4 +176,11 @@ func (l *Ledger) StoreAnswer(ctx context.Context, scope, key string, hash []byte
 		return decodeAnswer(*existing, hash, key)
 	}
 	return &a, nil
+}
+
+// keyConflict is the answer to a key reused for another request than its first (what
+// describes that one): a 409 that names the key and says how to go on.
+func keyConflict(key, what string) *Error {
+	return Errorf(CodeIdempotencyConflict, "idempotency key %q was already used for %s: send this request with a new key (the first request, retried as it was, gets its own answer)", key, what).
+		With("idempotency_key", key)
 }

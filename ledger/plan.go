@@ -667,7 +667,8 @@ func (b *books) planCapture(p *planned, m *memberState, op Capture) *Error {
 		return err
 	}
 	if p.entry.BusinessTime.After(h.ExpiresAt) || h.Expired(b.now) {
-		return Errorf(CodeHoldExpired, "hold %s expired at %s: it can only be voided", h.ID, h.ExpiresAt.Format(time.RFC3339))
+		return Errorf(CodeHoldExpired, "hold %s expired at %s: it can only be voided", h.ID, h.ExpiresAt.Format(time.RFC3339)).
+			With("expires_at", h.ExpiresAt.UTC().Format(time.RFC3339Nano))
 	}
 	points := op.Points
 	if points.IsZero() {

@@ -617,7 +617,7 @@ func (l *Ledger) postTx(ctx context.Context, tx pg.Sender, entries []Entry, hash
 // request differs.
 func replay(sk storedKey, hash []byte, e *Entry) Result {
 	if !bytes.Equal(sk.hash, hash) {
-		return Result{Err: Errorf(CodeIdempotencyConflict, "idempotency key %q was already used by partner %s for a different request", e.IdempotencyKey, e.Partner)}
+		return Result{Err: keyConflict(e.IdempotencyKey, "a different request of partner "+e.Partner)}
 	}
 	var r Result
 	if err := json.Unmarshal(sk.result, &r); err != nil {

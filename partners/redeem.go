@@ -109,7 +109,7 @@ func PriceRedemption(c Coalition, k Contract, want Redeem, purchaseAmount *decim
 		}
 		// The minimum first: a step suggested below it would be refused in turn.
 		if err := t.checkMin(want.Points, c.Currency); err != nil {
-			return RedemptionPrice{}, err
+			return RedemptionPrice{}, err.With("field", "points")
 		}
 		if err := t.checkStep(want.Points); err != nil {
 			return RedemptionPrice{}, err
@@ -123,7 +123,7 @@ func PriceRedemption(c Coalition, k Contract, want Redeem, purchaseAmount *decim
 		v := want.Value
 		price.RequestedValue = &v
 		if err := t.checkMin(price.Points, c.Currency); err != nil {
-			return RedemptionPrice{}, err
+			return RedemptionPrice{}, err.With("field", "value")
 		}
 	}
 
