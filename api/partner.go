@@ -968,10 +968,7 @@ func (s *Server) getHold(c echo.Context) error {
 		return writeError(c, err)
 	}
 	ctx := c.Request().Context()
-	h, err := s.cfg.Ledger.Hold(ctx, c.Param("hold"))
-	if err == nil && h.Partner != partner {
-		err = ledger.Errorf(ledger.CodeNotFound, "hold %s does not exist", c.Param("hold"))
-	}
+	h, err := s.cfg.Ledger.HoldOf(ctx, partner, c.Param("hold"))
 	if err != nil {
 		return writeError(c, err)
 	}
@@ -983,7 +980,7 @@ func (s *Server) getHold(c echo.Context) error {
 		events = []ledger.HoldEvent{}
 	}
 	return c.JSON(http.StatusOK, holdAnswer{
-		HoldView: partners.HoldView{ID: h.ID, Points: h.Points, Held: h.Held, Status: h.Status, ExpiresAt: h.ExpiresAt},
+		HoldView: partners.HoldViewOf(h),
 		Partner:  h.Partner, Member: memberID{h.Member}, Entry: partners.EntryRef{ID: h.Entry, Position: h.Position},
 		Expired: h.Expired(s.cfg.Ledger.Now()), Settled: events,
 	})

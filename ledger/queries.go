@@ -332,6 +332,16 @@ func (l *Ledger) Hold(ctx context.Context, id string) (*Hold, error) {
 	return &h, nil
 }
 
+// HoldOf returns one of partner's holds: another partner's is not found, as if it did not
+// exist, so that a partner learns nothing of holds that are not its own.
+func (l *Ledger) HoldOf(ctx context.Context, partner, id string) (*Hold, error) {
+	h, err := l.Hold(ctx, id)
+	if err == nil && h.Partner != partner {
+		return nil, Errorf(CodeNotFound, "hold %s of partner %s does not exist", id, partner)
+	}
+	return h, err
+}
+
 // HoldEvent is an entry that settled a hold: its capture, or its void (the partner's or
 // the timeout job's).
 type HoldEvent struct {

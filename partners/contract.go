@@ -90,8 +90,8 @@ func (k Contract) Validate(c Coalition) error {
 		return invalid("effective_from", "a contract version needs the time it takes effect")
 	}
 	if k.Currency != "" && k.Currency != c.Currency {
-		if _, err := ledger.CurrencyScale(k.Currency); err != nil {
-			return err.(*ledger.Error).With("field", "currency")
+		if err := knownCurrency(k.Currency); err != nil {
+			return err
 		}
 		return ledger.Errorf(CodeCurrencyMismatch, "currency: the contract is in %s but the coalition settles in %s; a contract's currency is the coalition's", k.Currency, c.Currency).With("field", "currency")
 	}

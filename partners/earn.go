@@ -1,6 +1,7 @@
 package partners
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -237,12 +238,23 @@ func divCeil(n, d decimal.Decimal) decimal.Decimal {
 // coalition does not settle in).
 func CheckCurrency(purchase, coalition string) error {
 	if purchase != coalition {
-		if _, err := ledger.CurrencyScale(purchase); err != nil {
-			return err.(*ledger.Error).With("field", "currency")
+		if err := knownCurrency(purchase); err != nil {
+			return err
 		}
 		return ledger.Errorf(CodeCurrencyMismatch, "the purchase is in %s but the coalition's currency is %s", purchase, coalition).With("field", "currency")
 	}
 	return nil
+}
+
+// knownCurrency refuses, as unknown_unit on the field currency, a code that is no ISO 4217
+// currency: a typo to fix, not a currency the coalition does not settle in.
+func knownCurrency(code string) error {
+	_, err := ledger.CurrencyScale(code)
+	var lerr *ledger.Error
+	if errors.As(err, &lerr) {
+		return lerr.With("field", "currency")
+	}
+	return err
 }
 
 // lines checks the purchase and returns its lines (one, without basket lines) and total.

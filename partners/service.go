@@ -165,10 +165,18 @@ func (s *Service) activePartnerTerms(ctx context.Context, r Request) (*Terms, er
 	if err != nil {
 		return nil, err
 	}
-	if terms.Partner.Status != StatusActive {
-		return nil, ledger.Errorf(CodePartnerSuspended, "partner %s is suspended: its writes are refused until the operator makes it active again (its open holds can still be voided)", r.Partner)
+	if err := terms.refuseSuspended(); err != nil {
+		return nil, err
 	}
 	return terms, nil
+}
+
+// refuseSuspended refuses a write of a partner that is not active.
+func (t *Terms) refuseSuspended() error {
+	if t.Partner.Status != StatusActive {
+		return ledger.Errorf(CodePartnerSuspended, "partner %s is suspended: its writes are refused until the operator makes it active again (its open holds can still be voided)", t.Partner.ID)
+	}
+	return nil
 }
 
 // partnerTerms returns the request's terms: those it carries, or the partner's read now.
@@ -650,13 +658,18 @@ type HoldView struct {
 	ExpiresAt time.Time       `json:"expires_at"`
 }
 
+// HoldViewOf is h as the API shows it.
+func HoldViewOf(h *ledger.Hold) HoldView {
+	return HoldView{ID: h.ID, Points: h.Points, Held: h.Held, Status: h.Status, ExpiresAt: h.ExpiresAt}
+}
+
 // HoldResultOf rebuilds the answer to a hold, capture or void from its entry; currency is
 // the coalition's, in which a capture's value is stated (a capture of the partner's own
 // points has no money legs to tell it).
 func HoldResultOf(p *ledger.Posted, currency string) *HoldResult {
 	out := &HoldResult{Entry: EntryRef{ID: p.ID, Position: p.Position}, Member: memberOf(p)}
 	if p.Hold != nil {
-		out.Hold = HoldView{ID: p.Hold.ID, Points: p.Hold.Points, Held: p.Hold.Held, Status: p.Hold.Status, ExpiresAt: p.Hold.ExpiresAt}
+		out.Hold = HoldViewOf(p.Hold)
 	}
 	if p.Kind == ledger.EntryCapture && p.Hold != nil {
 		pts := decimal.Zero
@@ -716,21 +729,18 @@ func (s *Service) Void(ctx context.Context, r Request, holdID string) (*HoldResu
 
 func (s *Service) settleHold(ctx context.Context, r Request, holdID string, kind ledger.EntryKind, op ledger.LotOp) (*HoldResult, error) {
 	return repriced(ctx, r, func(r Request) (*HoldResult, error) {
-		terms, err := s.activePartnerTerms(ctx, r)
-		if kind == ledger.EntryVoid && ledger.ErrorCode(err) == CodePartnerSuspended {
+		terms, err := s.partnerTerms(ctx, r)
+		if err == nil && kind != ledger.EntryVoid {
 			// A void only gives the member's points back: a suspended partner may still
 			// release what its tills hold rather than keep them held until the timeout.
-			terms, err = s.partnerTerms(ctx, r)
+			err = terms.refuseSuspended()
 		}
 		if err != nil {
 			return nil, err
 		}
-		h, err := s.Ledger.Hold(ctx, holdID)
+		h, err := s.Ledger.HoldOf(ctx, r.Partner, holdID)
 		if err != nil {
 			return nil, err
-		}
-		if h.Partner != r.Partner {
-			return nil, ledger.Errorf(ledger.CodeNotFound, "hold %s of partner %s does not exist", holdID, r.Partner)
 		}
 		// The hold's own entry: its reference, which the capture or void carries too (so
 		// that the partner finds, and reverses, a redemption made as a hold by the
